@@ -1,0 +1,203 @@
+"""rose's event loop: the compiled core (`rose._rose.EventLoop`) plus the parts of the
+`asyncio.AbstractEventLoop` API that are not on a hot path.
+
+Methods whose behaviour is pure bookkeeping over public loop primitives (running a future to
+completion, task factories, async-generator shutdown, executors, exception handlers) are
+asyncio's own `BaseEventLoop` functions, used as a library: their messages and semantics are
+then stdlib's by construction. They only touch the attributes set in `Loop.__init__` and the
+primitives the core provides (`call_soon`, `call_soon_threadsafe`, `stop`, `is_running`, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import warnings
+import weakref
+from asyncio import base_events, coroutines, events, futures
+
+from . import _rose
+
+__all__ = ("Loop",)
+
+logger = logging.getLogger("asyncio")
+_Base = base_events.BaseEventLoop
+
+
+def _fileobj_to_fd(fileobj):
+    """An fd from an int or an object with ``fileno()``, with selectors' errors."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
+    """An asyncio event loop on a tokio reactor. Create it with `rose.new_event_loop()`."""
+
+    def __init__(self):
+        self._exception_handler = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._task_factory = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._current_handle = None
+        self.slow_callback_duration = 0.1
+        self.set_debug(coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (
+            f"<{self.__class__.__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()}>"
+        )
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    # -- running and stopping -------------------------------------------------------------
+
+    def _check_closed(self):
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+
+    _check_running = _Base._check_running
+    _set_coroutine_origin_tracking = _Base._set_coroutine_origin_tracking
+    run_until_complete = _Base.run_until_complete
+
+    def run_forever(self):
+        """Run until `stop()` is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        old_wakeup_fd = self._install_signal_wakeup()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook,
+                finalizer=self._asyncgen_finalizer_hook,
+            )
+            events._set_running_loop(self)
+            self._run_forever_inner()
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+            self._restore_signal_wakeup(old_wakeup_fd)
+
+    def _install_signal_wakeup(self):
+        """While the loop sleeps, a signal must wake it so Python's handlers run at once
+        (Ctrl-C, `signal.signal`): point the interpreter's wakeup fd at the reactor."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            return signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
+        except ValueError:  # not the main interpreter
+            return None
+
+    @staticmethod
+    def _restore_signal_wakeup(old_fd):
+        if old_fd is None:
+            return
+        try:
+            signal.set_wakeup_fd(old_fd)
+        except (ValueError, OSError):
+            signal.set_wakeup_fd(-1)
+
+    def close(self):
+        """Close the loop: drop pending callbacks, shut the default executor down (without
+        waiting). Idempotent; not allowed while running."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self._debug:
+            logger.debug("Close %r", self)
+        self._close()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def set_debug(self, enabled):
+        self._debug = enabled
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+
+    # -- futures and tasks ----------------------------------------------------------------
+
+    def create_future(self):
+        return futures.Future(loop=self)
+
+    create_task = _Base.create_task
+    set_task_factory = _Base.set_task_factory
+    get_task_factory = _Base.get_task_factory
+
+    # -- async generators -----------------------------------------------------------------
+
+    _asyncgen_finalizer_hook = _Base._asyncgen_finalizer_hook
+    _asyncgen_firstiter_hook = _Base._asyncgen_firstiter_hook
+    shutdown_asyncgens = _Base.shutdown_asyncgens
+
+    # -- executors --------------------------------------------------------------------------
+
+    run_in_executor = _Base.run_in_executor
+    set_default_executor = _Base.set_default_executor
+    shutdown_default_executor = _Base.shutdown_default_executor
+    _do_shutdown = _Base._do_shutdown
+    _check_default_executor = _Base._check_default_executor
+
+    # -- name resolution (until the asynchronous resolver lands) ---------------------------
+
+    getaddrinfo = _Base.getaddrinfo
+    getnameinfo = _Base.getnameinfo
+    _getaddrinfo_debug = _Base._getaddrinfo_debug
+
+    # -- error handling ---------------------------------------------------------------------
+
+    get_exception_handler = _Base.get_exception_handler
+    set_exception_handler = _Base.set_exception_handler
+    default_exception_handler = _Base.default_exception_handler
+    call_exception_handler = _Base.call_exception_handler
+
+    # -- watching file descriptors ----------------------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call `callback(*args)` whenever `fd` is readable (level-triggered)."""
+        self._check_closed()
+        self._add_reader(_fileobj_to_fd(fd), self._make_handle(callback, args))
+
+    def add_writer(self, fd, callback, *args):
+        """Call `callback(*args)` whenever `fd` is writable (level-triggered)."""
+        self._check_closed()
+        self._add_writer(_fileobj_to_fd(fd), self._make_handle(callback, args))
+
+    def remove_reader(self, fd):
+        """Stop watching `fd` for reading; True if a reader was registered."""
+        if self.is_closed():
+            return False
+        return self._remove_reader(_fileobj_to_fd(fd))
+
+    def remove_writer(self, fd):
+        """Stop watching `fd` for writing; True if a writer was registered."""
+        if self.is_closed():
+            return False
+        return self._remove_writer(_fileobj_to_fd(fd))

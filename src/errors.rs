@@ -1,0 +1,28 @@
+//! Errors and the Python-side helpers the core calls on its slow paths.
+//!
+//! Rust errors become Python exceptions here, once: `io::Error` through pyo3's conversion
+//! (an `OSError` subclass chosen by errno), loop state errors as `RuntimeError` with asyncio's
+//! own messages. Formatting that must match asyncio to the character (handle reprs, the
+//! exception-handler context of a failing callback, the slow-callback warning) is done by
+//! `rose/_helpers.py`, which uses asyncio's own formatting helpers.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
+
+static HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// An attribute of `rose._helpers`.
+pub fn py_helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let module = HELPERS.get_or_try_init(py, || py.import("rose._helpers").map(Bound::unbind))?;
+    module.bind(py).getattr(name)
+}
+
+pub fn loop_closed() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+pub fn reactor_busy() -> PyErr {
+    PyRuntimeError::new_err("Non-thread-safe operation invoked on an event loop other than the current one")
+}

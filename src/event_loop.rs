@@ -1,0 +1,588 @@
+//! The compiled base of rose's loop: the ready queue, the timer heap, and the run step
+//! (asyncio's `_run_once`), plus the scheduling methods on the hot path.
+//!
+//! One iteration, as DESIGN.md fixes it:
+//! 1. drop cancelled timers (asyncio's clean-up rule: a full rebuild once more than half of
+//!    over 100 scheduled timers are cancelled, else only from the head);
+//! 2. if callbacks are ready (or the loop is stopping) do not block: poll I/O only when the
+//!    last poll is older than `POLL_BUDGET_NS`; otherwise release the GIL — the only place
+//!    it is released — and park in the reactor until the earliest timer, an fd, a signal or
+//!    `call_soon_threadsafe`;
+//! 3. with the GIL held: queue `add_reader`/`add_writer` callbacks, run Python's signal
+//!    handlers, move due timers to the ready queue in heap order, then run exactly the
+//!    callbacks that were ready at the start of this phase.
+//!
+//! All state sits in `GilCell`s (touched only with the GIL held, never across a call into
+//! Python) or atomics. `call_soon_threadsafe` may come from any thread holding the GIL; it
+//! appends to the same queue and wakes the reactor only if the loop is parked.
+
+use std::cell::RefMut;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyFloat, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::errors::{loop_closed, py_helper, reactor_busy};
+use crate::gil_cell::GilCell;
+use crate::handles::{Handle, LoopShared, TimerHandle};
+use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
+use crate::selector::Selector;
+use crate::timers::TimerHeap;
+
+/// While callbacks keep the loop busy, I/O is polled at least this often (rloop's figure).
+const POLL_BUDGET_NS: i64 = 250_000;
+/// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` and `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
+const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
+const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
+/// `time.get_clock_info('monotonic').resolution` on Linux.
+const CLOCK_RESOLUTION: f64 = 1e-09;
+const NO_THREAD: i64 = 0;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `time.monotonic()`.
+#[inline]
+pub fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// Nanoseconds to float seconds exactly as CPython's `_PyTime_AsSecondsDouble` rounds them, so
+/// `loop.time()` and `time.monotonic()` agree to the last bit.
+#[inline]
+pub fn ns_to_secs(ns: i64) -> f64 {
+    if ns % 1_000_000_000 == 0 {
+        (ns / 1_000_000_000) as f64
+    } else {
+        ns as f64 / 1e9
+    }
+}
+
+/// A timer deadline in float seconds to the first nanosecond at or after it (never early).
+fn deadline_ns(when: f64) -> i64 {
+    let ns = (when * 1e9).ceil();
+    if ns.is_nan() {
+        0
+    } else {
+        ns as i64 // saturating
+    }
+}
+
+#[inline]
+fn current_thread_id() -> i64 {
+    // SAFETY: pthread_self has no preconditions. `threading.get_ident()` returns the same value.
+    (unsafe { libc::pthread_self() }) as i64
+}
+
+#[pyclass(subclass, frozen, weakref, module = "rose._rose")]
+pub struct EventLoop {
+    ready: GilCell<VecDeque<Py<Handle>>>,
+    timers: GilCell<TimerHeap<Py<TimerHandle>>>,
+    selector: GilCell<Selector>,
+    reactor: GilCell<Option<Reactor>>,
+    shared: Arc<LoopShared>,
+    wakeup: Arc<Wakeup>,
+    stopping: AtomicBool,
+    closed: AtomicBool,
+    thread_id: AtomicI64,
+    last_poll: AtomicI64,
+    selector_events: GilCell<Vec<(i32, u32)>>,
+}
+
+impl EventLoop {
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(loop_closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn debug(&self) -> bool {
+        self.shared.debug.load(Ordering::Relaxed)
+    }
+
+    /// The reactor, built on first use and rebuilt in a forked child (the parent's is leaked:
+    /// dropping it would deregister fds from the epoll instance the parent still uses).
+    fn reactor(&self, py: Python<'_>) -> PyResult<RefMut<'_, Reactor>> {
+        self.check_closed()?;
+        let mut cell = self.reactor.try_borrow_mut(py).ok_or_else(reactor_busy)?;
+        if cell.as_ref().is_none_or(Reactor::is_stale) {
+            if let Some(old) = cell.take() {
+                std::mem::forget(old);
+            }
+            let fresh = Reactor::new()?;
+            if let Some(sel) = self.selector.try_borrow_mut(py) {
+                sel.reregister(&fresh);
+            }
+            *cell = Some(fresh);
+        }
+        Ok(RefMut::map(cell, |c| c.as_mut().expect("reactor just built")))
+    }
+
+    fn make_handle(
+        slf: &Bound<'_, Self>,
+        method: &str,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        check_thread: bool,
+    ) -> PyResult<Handle> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.debug() {
+            py_helper(py, "_debug_check")?.call1((slf, method, &callback, check_thread))?;
+        }
+        let handle = Handle::new(py, callback, args, context, &this.shared)?;
+        if this.debug() {
+            handle.set_source_traceback(py, py_helper(py, "_extract_stack")?.call0()?.unbind());
+        }
+        Ok(handle)
+    }
+
+    fn schedule_timer(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let base = Self::make_handle(slf, "call_at", callback, args, context, true)?;
+        let timer = TimerHandle::new(when);
+        timer.set_scheduled(true);
+        let handle = Py::new(py, PyClassInitializer::from(base).add_subclass(timer))?;
+        this.timers.borrow_mut(py).push(when, handle.clone_ref(py));
+        Ok(handle)
+    }
+
+    fn clean_timers(&self, py: Python<'_>) {
+        let mut timers = self.timers.borrow_mut(py);
+        let n = timers.len();
+        let cancelled = self.shared.timer_cancelled.load(Ordering::Relaxed);
+        let removed = if n > MIN_SCHEDULED_TIMER_HANDLES
+            && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        {
+            let removed = timers.retain_and_heapify(|h| {
+                let keep = !h.bind(py).as_super().get().is_cancelled();
+                if !keep {
+                    h.get().set_scheduled(false);
+                }
+                keep
+            });
+            self.shared.timer_cancelled.store(0, Ordering::Relaxed);
+            removed
+        } else {
+            let mut removed = Vec::new();
+            while timers.peek().is_some_and(|(_, h)| h.bind(py).as_super().get().is_cancelled()) {
+                let (_, h) = timers.pop().expect("peeked");
+                h.get().set_scheduled(false);
+                let _ = self.shared.timer_cancelled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+                removed.push(h);
+            }
+            removed
+        };
+        drop(timers);
+        drop(removed); // outside the borrow: dropping may run Python code
+    }
+
+    /// Wait for (or poll) events and turn them into ready callbacks.
+    fn poll_events(&self, py: Python<'_>, busy: bool) -> PyResult<()> {
+        let reactor = self.reactor(py)?;
+        let r: &Reactor = &reactor;
+        let ev = if busy {
+            let now = monotonic_ns();
+            if now - self.last_poll.load(Ordering::Relaxed) >= POLL_BUDGET_NS {
+                self.last_poll.store(now, Ordering::Relaxed);
+                r.poll_now()
+            } else {
+                r.cached_mask()
+            }
+        } else {
+            let deadline = self.timers.borrow_mut(py).peek().map(|(when, _)| deadline_ns(*when));
+            let wakeup: &Wakeup = &self.wakeup;
+            let ev = py.detach(|| r.park(deadline, wakeup))?;
+            self.last_poll.store(monotonic_ns(), Ordering::Relaxed);
+            ev
+        };
+        if ev & EV_TIMER != 0 {
+            r.clear_timer();
+        }
+        if ev & EV_SIGNAL != 0 {
+            r.clear_signal();
+        }
+        let poll_selector = !self.selector.borrow_mut(py).is_empty() && (busy || ev & EV_SELECTOR != 0);
+        let mut events = self.selector_events.borrow_mut(py);
+        if poll_selector {
+            r.selector_wait(&mut events)?;
+        }
+        drop(reactor);
+        if !events.is_empty() {
+            self.queue_selector_events(py, &events)?;
+            events.clear();
+        }
+        drop(events);
+        if ev & EV_SIGNAL != 0 {
+            // Python's handlers (SIGINT's KeyboardInterrupt, signal.signal handlers) run now.
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_process_events`: queue each ready reader/writer, dropping cancelled ones.
+    fn queue_selector_events(&self, py: Python<'_>, events: &[(i32, u32)]) -> PyResult<()> {
+        for &(fd, mask) in events {
+            let (reader, writer) = self.selector.borrow_mut(py).handles_for(py, fd, mask);
+            for (handle, write) in [(reader, false), (writer, true)] {
+                let Some(handle) = handle else { continue };
+                if handle.get().is_cancelled() {
+                    let removed = self.unregister(py, fd, write)?;
+                    drop(removed);
+                } else {
+                    self.ready.borrow_mut(py).push_back(handle);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unregister(&self, py: Python<'_>, fd: i32, write: bool) -> PyResult<Option<Py<Handle>>> {
+        let reactor = self.reactor(py)?;
+        Ok(self.selector.borrow_mut(py).remove(&reactor, fd, write))
+    }
+
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.clean_timers(py);
+        let busy = !this.ready.borrow_mut(py).is_empty() || this.stopping.load(Ordering::Relaxed);
+        this.poll_events(py, busy)?;
+
+        // Timers that are due, in heap order (asyncio: `_when < time() + clock_resolution`).
+        let end_time = ns_to_secs(monotonic_ns()) + CLOCK_RESOLUTION;
+        {
+            let mut timers = this.timers.borrow_mut(py);
+            let mut ready = this.ready.borrow_mut(py);
+            while timers.peek().is_some_and(|(when, _)| !(*when >= end_time)) {
+                let (_, handle) = timers.pop().expect("peeked");
+                handle.get().set_scheduled(false);
+                ready.push_back(handle.into_bound(py).into_super().unbind());
+            }
+        }
+
+        let ntodo = this.ready.borrow_mut(py).len();
+        let debug = this.debug();
+        for _ in 0..ntodo {
+            let Some(handle) = this.ready.borrow_mut(py).pop_front() else { break };
+            let handle = handle.into_bound(py);
+            if handle.get().is_cancelled() {
+                continue;
+            }
+            if debug {
+                let t0 = monotonic_ns();
+                Handle::run(&handle, slf.as_any())?;
+                let dt = ns_to_secs(monotonic_ns() - t0);
+                py_helper(py, "_check_slow_callback")?.call1((slf, &handle, dt))?;
+            } else {
+                Handle::run(&handle, slf.as_any())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let reactor = this.reactor(py)?;
+        let old = this.selector.borrow_mut(py).add(&reactor, fd, write, handle)?;
+        drop(reactor);
+        if let Some(old) = old {
+            Handle::cancel_bound(old.bind(py))?;
+        }
+        Ok(())
+    }
+
+    fn remove_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, write: bool) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        match this.unregister(py, fd, write)? {
+            Some(old) => {
+                Handle::cancel_bound(old.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[pymethods]
+impl EventLoop {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn __new__(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
+        Self {
+            ready: GilCell::new(VecDeque::new()),
+            timers: GilCell::new(TimerHeap::default()),
+            selector: GilCell::new(Selector::default()),
+            reactor: GilCell::new(None),
+            shared: Arc::new(LoopShared::default()),
+            wakeup: Arc::new(Wakeup::default()),
+            stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            thread_id: AtomicI64::new(NO_THREAD),
+            last_poll: AtomicI64::new(0),
+            selector_events: GilCell::new(Vec::new()),
+        }
+    }
+
+    /// `time.monotonic()`'s clock, at full resolution.
+    fn time(&self) -> f64 {
+        ns_to_secs(monotonic_ns())
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let handle = Py::new(py, Self::make_handle(slf, "call_soon", callback, args, context, true)?)?;
+        this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let handle = Py::new(py, Self::make_handle(slf, "call_soon_threadsafe", callback, args, context, false)?)?;
+        this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
+        this.wakeup.wake();
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let now = ns_to_secs(monotonic_ns());
+        let when = match delay.cast::<PyFloat>() {
+            Ok(f) => now + f.value(),
+            Err(_) => PyFloat::new(slf.py(), now).add(&delay)?.extract::<f64>()?,
+        };
+        Self::schedule_timer(slf, when, callback, args, context)
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_timer(slf, when, callback, args, context)
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread_id.load(Ordering::Relaxed) != NO_THREAD
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.debug()
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.debug()
+    }
+
+    #[setter(_debug)]
+    fn set_private_debug(&self, value: bool) {
+        self.shared.debug.store(value, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    #[setter(_stopping)]
+    fn set_private_stopping(&self, value: bool) {
+        self.stopping.store(value, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    #[getter]
+    fn _thread_id(&self) -> Option<i64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            NO_THREAD => None,
+            id => Some(id),
+        }
+    }
+
+    #[setter(_thread_id)]
+    fn set_private_thread_id(&self, value: Option<i64>) {
+        self.thread_id.store(value.unwrap_or(NO_THREAD), Ordering::Relaxed);
+    }
+
+    /// Number of ready callbacks and scheduled timers (for tests and metrics).
+    fn _queue_sizes(&self, py: Python<'_>) -> (usize, usize) {
+        (self.ready.borrow_mut(py).len(), self.timers.borrow_mut(py).len())
+    }
+
+    /// True when the calling thread is the one running this loop (or the loop is not running).
+    fn _on_loop_thread(&self) -> bool {
+        let id = self.thread_id.load(Ordering::Relaxed);
+        id == NO_THREAD || id == current_thread_id()
+    }
+
+    /// Run iterations until `stop()`; the Python `run_forever` wraps this with the running-loop
+    /// bookkeeping.
+    fn _run_forever_inner(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let result = loop {
+            if let Err(e) = Self::run_once(slf) {
+                break Err(e);
+            }
+            if this.stopping.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+        };
+        this.stopping.store(false, Ordering::Relaxed);
+        result
+    }
+
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    /// Wake the loop if it sleeps in its poll (asyncio's `_write_to_self`).
+    fn _write_to_self(&self) {
+        self.wakeup.wake();
+    }
+
+    /// The fd to install with `signal.set_wakeup_fd` while the loop runs.
+    fn _signal_wakeup_fd(&self, py: Python<'_>) -> PyResult<i32> {
+        Ok(self.reactor(py)?.signal_wakeup_fd())
+    }
+
+    /// A `Handle` for `add_reader`/`add_writer` (no debug checks, as in asyncio).
+    #[pyo3(signature = (callback, args, context=None))]
+    fn _make_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        Py::new(slf.py(), Handle::new(slf.py(), callback, args, context, &slf.get().shared)?)
+    }
+
+    fn _add_reader(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>) -> PyResult<()> {
+        Self::set_reader_or_writer(slf, fd, handle, false)
+    }
+
+    fn _add_writer(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>) -> PyResult<()> {
+        Self::set_reader_or_writer(slf, fd, handle, true)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: i32) -> PyResult<bool> {
+        Self::remove_reader_or_writer(slf, fd, false)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: i32) -> PyResult<bool> {
+        Self::remove_reader_or_writer(slf, fd, true)
+    }
+
+    /// Drop every queued callback, timer and registration and the reactor; the loop is closed
+    /// from here on.
+    fn _close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.is_running() {
+            return Err(PyValueError::new_err("cannot close a running loop"));
+        }
+        self.closed.store(true, Ordering::Relaxed);
+        let ready = std::mem::take(&mut *self.ready.borrow_mut(py));
+        let timers = self.timers.borrow_mut(py).take_all();
+        let registered = self.selector.borrow_mut(py).take_all();
+        let reactor = self.reactor.try_borrow_mut(py).ok_or_else(reactor_busy)?.take();
+        if let Some(r) = reactor {
+            if r.is_stale() {
+                std::mem::forget(r);
+            } else {
+                drop(r);
+            }
+        }
+        drop((ready, timers, registered));
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(ready) = self.ready.try_borrow_unchecked() {
+            for h in ready.iter() {
+                visit.call(h)?;
+            }
+        }
+        if let Some(timers) = self.timers.try_borrow_unchecked() {
+            for (_, h) in timers.iter() {
+                visit.call(h)?;
+            }
+        }
+        if let Some(sel) = self.selector.try_borrow_unchecked() {
+            sel.traverse(&visit)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let ready = self.ready.try_borrow_mut(py).map(|mut r| std::mem::take(&mut *r));
+            let timers = self.timers.try_borrow_mut(py).map(|mut t| t.take_all());
+            let sel = self.selector.try_borrow_mut(py).map(|mut s| s.take_all());
+            drop((ready, timers, sel));
+        });
+    }
+}

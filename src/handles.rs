@@ -1,0 +1,269 @@
+//! Handles: `Handle` (from `call_soon`) and `TimerHandle` (from `call_later`/`call_at`).
+//!
+//! Small frozen pyclasses: the callback and its arguments live in a `GilCell` so `cancel()` can
+//! drop them (breaking reference cycles, as asyncio's `Handle.cancel` does); the cancelled flag
+//! and a timer's scheduled flag are atomics. A timer's `cancel()` bumps the owning loop's
+//! cancelled-timer count through `LoopShared` (asyncio's `_timer_handle_cancelled`), so handles
+//! hold no reference to the loop object itself.
+//!
+//! Running a handle enters its `contextvars.Context` with `PyContext_Enter`/`PyContext_Exit`
+//! (what `Context.run` does, without a bound-method call per callback).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{ffi, PyTraverseError, PyVisit};
+
+use crate::errors::py_helper;
+use crate::gil_cell::GilCell;
+
+/// State a loop shares with the handles it made.
+#[derive(Default)]
+pub struct LoopShared {
+    pub debug: AtomicBool,
+    pub timer_cancelled: AtomicUsize,
+}
+
+struct Callback {
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
+}
+
+#[pyclass(subclass, frozen, weakref, module = "rose._rose")]
+pub struct Handle {
+    cb: GilCell<Option<Callback>>,
+    context: Py<PyAny>,
+    cancelled: AtomicBool,
+    shared: Arc<LoopShared>,
+    source_traceback: GilCell<Option<Py<PyAny>>>,
+    repr: GilCell<Option<Py<PyAny>>>,
+}
+
+#[pyclass(extends = Handle, frozen, module = "rose._rose")]
+pub struct TimerHandle {
+    when: f64,
+    scheduled: AtomicBool,
+}
+
+/// The current context, copied (what `contextvars.copy_context()` returns).
+fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
+}
+
+impl Handle {
+    pub(crate) fn new(
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        shared: &Arc<LoopShared>,
+    ) -> PyResult<Self> {
+        let context = match context {
+            Some(ctx) if !ctx.is_none() => ctx.unbind(),
+            _ => copy_context(py)?,
+        };
+        Ok(Self {
+            cb: GilCell::new(Some(Callback { callback: callback.unbind(), args: args.unbind() })),
+            context,
+            cancelled: AtomicBool::new(false),
+            shared: shared.clone(),
+            source_traceback: GilCell::new(None),
+            repr: GilCell::new(None),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_source_traceback(&self, py: Python<'_>, tb: Py<PyAny>) {
+        *self.source_traceback.borrow_mut(py) = Some(tb);
+    }
+
+    pub(crate) fn cancel_bound(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.cancelled.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let py = slf.py();
+        if this.shared.debug.load(Ordering::Relaxed) {
+            // asyncio keeps the repr (with callback and arguments) of a handle cancelled in
+            // debug mode, for the messages that may mention it later.
+            let r = slf.repr()?.into_any().unbind();
+            *this.repr.borrow_mut(py) = Some(r);
+        }
+        let dropped = this.cb.borrow_mut(py).take();
+        drop(dropped); // may run arbitrary __del__ code: outside the borrow
+        Ok(())
+    }
+
+    /// Run the callback in the handle's context. Exceptions go to the loop's exception
+    /// handler, except `KeyboardInterrupt` and `SystemExit`, which are returned (they stop the
+    /// loop, as in asyncio).
+    pub(crate) fn run(slf: &Bound<'_, Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (callback, args) = match &*this.cb.borrow_mut(py) {
+            Some(cb) => (cb.callback.clone_ref(py), cb.args.clone_ref(py)),
+            None => return Ok(()),
+        };
+        let result = this.call_in_context(py, callback.bind(py), args.bind(py));
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) => {
+                Err(err)
+            }
+            Err(err) => {
+                py_helper(py, "_callback_error")?.call1((event_loop, slf, err.into_value(py)))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn call_in_context(&self, py: Python<'_>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let ctx = self.context.bind(py);
+        // SAFETY: reading the type pointer of a live object.
+        let is_context = unsafe { ffi::Py_TYPE(ctx.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyContext_Type) };
+        if !is_context {
+            // Whatever the user passed as `context=`: behave as asyncio does, `context.run(...)`.
+            let mut all = vec![callback.clone()];
+            all.extend(args.iter());
+            ctx.call_method1("run", PyTuple::new(py, all)?)?;
+            return Ok(());
+        }
+        // SAFETY: `ctx` is a live contextvars.Context (checked above).
+        if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let result = if args.is_empty() { callback.call0() } else { callback.call1(args) };
+        // SAFETY: we entered this context just above, on this thread.
+        let exited = unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
+        let _ = result?;
+        if exited < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Handle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::cancel_bound(slf)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(r) = &*slf.get().repr.borrow_mut(py) {
+            return Ok(r.clone_ref(py));
+        }
+        Ok(py_helper(py, "_handle_repr")?.call1((slf,))?.unbind())
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.borrow_mut(py).as_ref().map(|c| c.callback.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.cb.borrow_mut(py).as_ref().map(|c| c.args.clone_ref(py))
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.borrow_mut(py).as_ref().map(|t| t.clone_ref(py))
+    }
+
+    #[setter(_source_traceback)]
+    fn set_private_source_traceback(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
+        *self.source_traceback.borrow_mut(py) = value;
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.context)?;
+        if let Some(cb) = self.cb.try_borrow_unchecked() {
+            if let Some(cb) = cb.as_ref() {
+                visit.call(&cb.callback)?;
+                visit.call(&cb.args)?;
+            }
+        }
+        for cell in [&self.source_traceback, &self.repr] {
+            if let Some(obj) = cell.try_borrow_unchecked() {
+                if let Some(obj) = obj.as_ref() {
+                    visit.call(obj)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let cb = self.cb.try_borrow_mut(py).and_then(|mut c| c.take());
+            let tb = self.source_traceback.try_borrow_mut(py).and_then(|mut c| c.take());
+            let r = self.repr.try_borrow_mut(py).and_then(|mut c| c.take());
+            drop((cb, tb, r));
+        });
+    }
+}
+
+impl TimerHandle {
+    pub(crate) fn new(when: f64) -> Self {
+        Self { when, scheduled: AtomicBool::new(false) }
+    }
+
+    #[inline]
+    pub(crate) fn set_scheduled(&self, value: bool) {
+        self.scheduled.store(value, Ordering::Relaxed);
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let base = slf.as_super();
+        if !base.get().is_cancelled() && this.scheduled.load(Ordering::Relaxed) {
+            base.get().shared.timer_cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        Handle::cancel_bound(base)
+    }
+
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Relaxed)
+    }
+}

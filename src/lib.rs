@@ -1,0 +1,30 @@
+//! `rose._rose`: the compiled core of rose, an asyncio event loop on a tokio reactor.
+//! This file only assembles the module; each asyncio concept has its own module.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod errors;
+mod event_loop;
+mod gil_cell;
+mod handles;
+mod reactor;
+mod selector;
+pub mod timers;
+
+use pyo3::prelude::*;
+
+/// Called in a forked child (`os.register_at_fork(after_in_child=...)`): every loop rebuilds
+/// its reactor before its next use.
+#[pyfunction]
+fn _after_fork_child() {
+    reactor::note_fork();
+}
+
+#[pymodule]
+fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::EventLoop>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
+    Ok(())
+}

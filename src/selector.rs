@@ -1,0 +1,128 @@
+//! The registrations of `add_reader`/`add_writer`: fd -> (reader handle, writer handle), kept
+//! in step with the reactor's level-triggered epoll set, with the semantics of asyncio's
+//! selector loop (`_add_reader`, `_remove_reader`, `_process_events`, `EpollSelector`).
+//!
+//! The user's fd is never touched otherwise: its blocking mode stays as it is.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+
+use pyo3::prelude::*;
+
+use crate::handles::Handle;
+use crate::reactor::Reactor;
+
+#[derive(Default)]
+struct Registration {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+impl Registration {
+    fn epoll_events(&self) -> u32 {
+        let mut ev = 0;
+        if self.reader.is_some() {
+            ev |= libc::EPOLLIN as u32;
+        }
+        if self.writer.is_some() {
+            ev |= libc::EPOLLOUT as u32;
+        }
+        ev
+    }
+
+    fn slot(&mut self, write: bool) -> &mut Option<Py<Handle>> {
+        if write {
+            &mut self.writer
+        } else {
+            &mut self.reader
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Selector {
+    map: HashMap<RawFd, Registration>,
+}
+
+fn ctl_add_or_mod(reactor: &Reactor, fd: RawFd, events: u32, existed: bool) -> io::Result<()> {
+    if existed {
+        match reactor.selector_ctl(libc::EPOLL_CTL_MOD, fd, events) {
+            // The fd was closed (and maybe reused) since: epoll dropped it on its own.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => reactor.selector_ctl(libc::EPOLL_CTL_ADD, fd, events),
+            other => other,
+        }
+    } else {
+        reactor.selector_ctl(libc::EPOLL_CTL_ADD, fd, events)
+    }
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Register `handle` as the reader (or writer) of `fd`; returns the handle it replaces,
+    /// which the caller cancels (outside any borrow).
+    pub fn add(&mut self, reactor: &Reactor, fd: RawFd, write: bool, handle: Py<Handle>) -> io::Result<Option<Py<Handle>>> {
+        let existed = self.map.contains_key(&fd);
+        let reg = self.map.entry(fd).or_default();
+        let old = reg.slot(write).replace(handle);
+        if let Err(e) = ctl_add_or_mod(reactor, fd, reg.epoll_events(), existed) {
+            // Undo: the registration stays as it was.
+            let new = std::mem::replace(reg.slot(write), old);
+            if !existed {
+                self.map.remove(&fd);
+            }
+            drop(new);
+            return Err(e);
+        }
+        Ok(old)
+    }
+
+    /// Unregister the reader (or writer) of `fd`; returns the removed handle.
+    pub fn remove(&mut self, reactor: &Reactor, fd: RawFd, write: bool) -> Option<Py<Handle>> {
+        let reg = self.map.get_mut(&fd)?;
+        let old = reg.slot(write).take();
+        let events = reg.epoll_events();
+        // Errors are ignored as selectors' unregister does: the fd may be closed already.
+        if events == 0 {
+            self.map.remove(&fd);
+            let _ = reactor.selector_ctl(libc::EPOLL_CTL_DEL, fd, 0);
+        } else {
+            let _ = reactor.selector_ctl(libc::EPOLL_CTL_MOD, fd, events);
+        }
+        old
+    }
+
+    /// Register everything again in a fresh reactor (after fork).
+    pub fn reregister(&self, reactor: &Reactor) {
+        for (fd, reg) in &self.map {
+            let _ = reactor.selector_ctl(libc::EPOLL_CTL_ADD, *fd, reg.epoll_events());
+        }
+    }
+
+    /// Everything, for `close()`.
+    pub fn take_all(&mut self) -> Vec<Py<Handle>> {
+        self.map.drain().flat_map(|(_, r)| [r.reader, r.writer]).flatten().collect()
+    }
+
+    /// The handles to run for an epoll event on `fd`, as asyncio's `EpollSelector` maps it
+    /// (errors and hang-ups wake both directions). Returns (reader, writer).
+    pub fn handles_for(&self, py: Python<'_>, fd: RawFd, events: u32) -> (Option<Py<Handle>>, Option<Py<Handle>>) {
+        let Some(reg) = self.map.get(&fd) else { return (None, None) };
+        let readable = events & !(libc::EPOLLOUT as u32) != 0;
+        let writable = events & !(libc::EPOLLIN as u32) != 0;
+        let pick = |want: bool, h: &Option<Py<Handle>>| if want { h.as_ref().map(|h| h.clone_ref(py)) } else { None };
+        (pick(readable, &reg.reader), pick(writable, &reg.writer))
+    }
+
+    pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        for reg in self.map.values() {
+            for h in [&reg.reader, &reg.writer].into_iter().flatten() {
+                visit.call(h)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -157,7 +157,7 @@ impl EventLoop {
         let this = slf.get();
         this.check_closed()?;
         let base = Self::make_handle(slf, "call_at", callback, args, context, true)?;
-        let timer = TimerHandle::new(when);
+        let timer = TimerHandle::new(when, &this.shared);
         timer.set_scheduled(true);
         let handle = Py::new(py, PyClassInitializer::from(base).add_subclass(timer))?;
         this.timers.borrow_mut(py).push(when, handle.clone_ref(py));
@@ -167,6 +167,9 @@ impl EventLoop {
     fn clean_timers(&self, py: Python<'_>) {
         let mut timers = self.timers.borrow_mut(py);
         let n = timers.len();
+        if n == 0 {
+            return;
+        }
         let cancelled = self.shared.timer_cancelled.load(Ordering::Relaxed);
         let removed = if n > MIN_SCHEDULED_TIMER_HANDLES
             && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
@@ -194,23 +197,30 @@ impl EventLoop {
         drop(removed); // outside the borrow: dropping may run Python code
     }
 
-    /// Wait for (or poll) events and turn them into ready callbacks.
-    fn poll_events(&self, py: Python<'_>, busy: bool) -> PyResult<()> {
+    /// Wait for (or poll) events and turn them into ready callbacks; returns the clock
+    /// (`CLOCK_MONOTONIC` ns) as of the poll.
+    fn poll_events(&self, py: Python<'_>, busy: bool) -> PyResult<i64> {
+        let selector_active = !self.selector.borrow_mut(py).is_empty();
+        let mut now = monotonic_ns();
+        if busy && !selector_active && now - self.last_poll.load(Ordering::Relaxed) < POLL_BUDGET_NS {
+            // Callbacks are waiting and I/O was polled moments ago: do not enter the runtime.
+            return Ok(now);
+        }
         let reactor = self.reactor(py)?;
         let r: &Reactor = &reactor;
         let ev = if busy {
-            let now = monotonic_ns();
             if now - self.last_poll.load(Ordering::Relaxed) >= POLL_BUDGET_NS {
                 self.last_poll.store(now, Ordering::Relaxed);
                 r.poll_now()
             } else {
-                r.cached_mask()
+                0
             }
         } else {
             let deadline = self.timers.borrow_mut(py).peek().map(|(when, _)| deadline_ns(*when));
             let wakeup: &Wakeup = &self.wakeup;
             let ev = py.detach(|| r.park(deadline, wakeup))?;
-            self.last_poll.store(monotonic_ns(), Ordering::Relaxed);
+            now = monotonic_ns();
+            self.last_poll.store(now, Ordering::Relaxed);
             ev
         };
         if ev & EV_TIMER != 0 {
@@ -219,7 +229,7 @@ impl EventLoop {
         if ev & EV_SIGNAL != 0 {
             r.clear_signal();
         }
-        let poll_selector = !self.selector.borrow_mut(py).is_empty() && (busy || ev & EV_SELECTOR != 0);
+        let poll_selector = selector_active && (busy || ev & EV_SELECTOR != 0);
         let mut events = self.selector_events.borrow_mut(py);
         if poll_selector {
             r.selector_wait(&mut events)?;
@@ -234,7 +244,7 @@ impl EventLoop {
             // Python's handlers (SIGINT's KeyboardInterrupt, signal.signal handlers) run now.
             py.check_signals()?;
         }
-        Ok(())
+        Ok(now)
     }
 
     /// asyncio's `_process_events`: queue each ready reader/writer, dropping cancelled ones.
@@ -264,12 +274,12 @@ impl EventLoop {
         let this = slf.get();
         this.clean_timers(py);
         let busy = !this.ready.borrow_mut(py).is_empty() || this.stopping.load(Ordering::Relaxed);
-        this.poll_events(py, busy)?;
+        let now = this.poll_events(py, busy)?;
 
         // Timers that are due, in heap order (asyncio: `_when < time() + clock_resolution`).
-        let end_time = ns_to_secs(monotonic_ns()) + CLOCK_RESOLUTION;
         {
             let mut timers = this.timers.borrow_mut(py);
+            let end_time = ns_to_secs(now) + CLOCK_RESOLUTION;
             let mut ready = this.ready.borrow_mut(py);
             while timers.peek().is_some_and(|(when, _)| !(*when >= end_time)) {
                 let (_, handle) = timers.pop().expect("peeked");

@@ -37,7 +37,9 @@ pub struct Handle {
     cb: GilCell<Option<Callback>>,
     context: Py<PyAny>,
     cancelled: AtomicBool,
-    shared: Arc<LoopShared>,
+    /// The loop's debug mode when the handle was made (asyncio asks the loop at cancel time;
+    /// the flag rarely changes while handles are pending).
+    debug: bool,
     source_traceback: GilCell<Option<Py<PyAny>>>,
     repr: GilCell<Option<Py<PyAny>>>,
 }
@@ -46,6 +48,7 @@ pub struct Handle {
 pub struct TimerHandle {
     when: f64,
     scheduled: AtomicBool,
+    shared: Arc<LoopShared>,
 }
 
 /// The current context, copied (what `contextvars.copy_context()` returns).
@@ -70,7 +73,7 @@ impl Handle {
             cb: GilCell::new(Some(Callback { callback: callback.unbind(), args: args.unbind() })),
             context,
             cancelled: AtomicBool::new(false),
-            shared: shared.clone(),
+            debug: shared.debug.load(Ordering::Relaxed),
             source_traceback: GilCell::new(None),
             repr: GilCell::new(None),
         })
@@ -91,7 +94,7 @@ impl Handle {
             return Ok(());
         }
         let py = slf.py();
-        if this.shared.debug.load(Ordering::Relaxed) {
+        if this.debug {
             // asyncio keeps the repr (with callback and arguments) of a handle cancelled in
             // debug mode, for the messages that may mention it later.
             let r = slf.repr()?.into_any().unbind();
@@ -109,10 +112,11 @@ impl Handle {
         let py = slf.py();
         let this = slf.get();
         let (callback, args) = match &*this.cb.borrow_mut(py) {
-            Some(cb) => (cb.callback.clone_ref(py), cb.args.clone_ref(py)),
+            // Bound clones: dropping them is a plain decref (a `Py` drop checks the GIL first).
+            Some(cb) => (cb.callback.bind(py).clone(), cb.args.bind(py).clone()),
             None => return Ok(()),
         };
-        let result = this.call_in_context(py, callback.bind(py), args.bind(py));
+        let result = this.call_in_context(py, &callback, &args);
         match result {
             Ok(()) => Ok(()),
             Err(err) if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) => {
@@ -232,8 +236,8 @@ impl Handle {
 }
 
 impl TimerHandle {
-    pub(crate) fn new(when: f64) -> Self {
-        Self { when, scheduled: AtomicBool::new(false) }
+    pub(crate) fn new(when: f64, shared: &Arc<LoopShared>) -> Self {
+        Self { when, scheduled: AtomicBool::new(false), shared: shared.clone() }
     }
 
     #[inline]
@@ -248,7 +252,7 @@ impl TimerHandle {
         let this = slf.get();
         let base = slf.as_super();
         if !base.get().is_cancelled() && this.scheduled.load(Ordering::Relaxed) {
-            base.get().shared.timer_cancelled.fetch_add(1, Ordering::Relaxed);
+            this.shared.timer_cancelled.fetch_add(1, Ordering::Relaxed);
         }
         Handle::cancel_bound(base)
     }

@@ -206,11 +206,6 @@ impl Reactor {
         })
     }
 
-    /// Readiness as last seen by the driver, without entering the runtime.
-    pub fn cached_mask(&self) -> u8 {
-        self.ready_mask(&mut Context::from_waker(Waker::noop()))
-    }
-
     /// Consume the timer fd's expiry and clear its readiness.
     pub fn clear_timer(&self) {
         let mut cx = Context::from_waker(Waker::noop());

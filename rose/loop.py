@@ -76,6 +76,8 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             raise RuntimeError("Event loop is closed")
 
     _check_running = _Base._check_running
+    _check_callback = _Base._check_callback
+    _check_thread = _Base._check_thread
     _set_coroutine_origin_tracking = _Base._set_coroutine_origin_tracking
     run_until_complete = _Base.run_until_complete
 

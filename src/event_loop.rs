@@ -218,7 +218,10 @@ impl EventLoop {
         } else {
             let deadline = self.timers.borrow_mut(py).peek().map(|(when, _)| deadline_ns(*when));
             let wakeup: &Wakeup = &self.wakeup;
-            let ev = py.detach(|| r.park(deadline, wakeup))?;
+            wakeup.begin_park();
+            let ev = py.detach(|| r.park(deadline, wakeup));
+            wakeup.end_park();
+            let ev = ev?;
             now = monotonic_ns();
             self.last_poll.store(now, Ordering::Relaxed);
             ev

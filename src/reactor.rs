@@ -53,6 +53,17 @@ pub struct Wakeup {
 }
 
 impl Wakeup {
+    /// Mark the loop parked. Must be called *before* the GIL is released: a thread that
+    /// queues work after that point (it needs the GIL) then always sees the flag and leaves
+    /// a `Notify` permit, which the park consumes.
+    pub fn begin_park(&self) {
+        self.parked.store(true, Ordering::SeqCst);
+    }
+
+    pub fn end_park(&self) {
+        self.parked.store(false, Ordering::SeqCst);
+    }
+
     /// Wake the loop if (and only if) it is parked; a running loop sees new work anyway before
     /// it parks again, because it decides its timeout with the GIL held.
     #[inline]
@@ -176,10 +187,10 @@ impl Reactor {
     }
 
     /// Block until a source is ready, the deadline (ns, `CLOCK_MONOTONIC`) passes, or another
-    /// thread calls `wakeup.wake()`. Called with the GIL released.
+    /// thread calls `wakeup.wake()`. Called with the GIL released, between
+    /// `wakeup.begin_park()` (GIL held) and `wakeup.end_park()`.
     pub fn park(&self, deadline: Option<i64>, wakeup: &Wakeup) -> io::Result<u8> {
         self.arm(deadline)?;
-        wakeup.parked.store(true, Ordering::SeqCst);
         let ev = {
             let mut notified = pin!(wakeup.notify.notified());
             self.rt.block_on(poll_fn(|cx| {
@@ -194,7 +205,6 @@ impl Reactor {
                 }
             }))
         };
-        wakeup.parked.store(false, Ordering::SeqCst);
         Ok(ev)
     }
 

@@ -1,0 +1,50 @@
+# rose — every target documents itself: `make help`.
+PYTHON ?= python3
+SO := rose/_rose$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+
+.PHONY: help install dev release test test-rust test-python test-debug tulip bench lint stubtest clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install:  ## install rose (release build) with test and benchmark extras
+	$(PYTHON) -m pip install -q ".[test,bench]"
+
+dev:  ## debug build of the extension, in place (rose/_rose*.so), plus test dependencies
+	$(PYTHON) -m pip install -q maturin "pytest>=7" "pytest-timeout>=2"
+	cargo build --features extension-module
+	cp target/debug/lib_rose.so $(SO)
+
+release:  ## optimised build of the extension, in place
+	cargo build --release --features extension-module
+	cp target/release/lib_rose.so $(SO)
+
+test: test-rust dev test-python test-debug  ## build, then run every test: cargo tests, pytest, pytest in debug mode
+
+test-rust:  ## Rust unit tests (pure-Rust parts)
+	cargo test --lib
+
+test-python:  ## pytest: every test on rose and on stdlib asyncio
+	$(PYTHON) -m pytest tests -q
+
+test-debug:  ## pytest again with PYTHONASYNCIODEBUG=1
+	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q
+
+tulip:  ## CPython's test_asyncio against rose (and `make tulip LOOP=asyncio`)
+	$(PYTHON) tulip-suite/run.py --loop $(or $(LOOP),rose)
+
+bench: release  ## micro-benchmarks: asyncio, uvloop, rloop and rose side by side
+	$(PYTHON) -m pip install -q uvloop rloop matplotlib
+	$(PYTHON) benchmarks/micro.py
+
+lint:  ## rustfmt, clippy, ruff
+	cargo fmt --check
+	cargo clippy --features extension-module -- -D warnings
+	$(PYTHON) -m ruff check rose tests benchmarks tulip-suite
+
+stubtest:  ## check rose/_rose.pyi against the built module
+	$(PYTHON) -m mypy.stubtest rose._rose
+
+clean:  ## remove build products
+	cargo clean
+	rm -f rose/_rose*.so

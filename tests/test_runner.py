@@ -1,0 +1,376 @@
+"""rose.run, asyncio.Runner(loop_factory=...), rose.install(), ``python -m rose``.
+
+These entry points are rose's own; each test runs the stdlib equivalent for the
+``asyncio`` param (``asyncio.run``, the default policy, ``python script.py``)
+so both params must give the same observable behaviour.
+"""
+
+import asyncio
+import concurrent.futures
+import json
+import signal
+import textwrap
+import time
+
+import pytest
+from conftest import child_env, import_rose, is_impl_loop, run_python
+
+
+@pytest.fixture
+def run(impl):
+    """``asyncio.run`` or ``rose.run``."""
+    return import_rose().run if impl == "rose" else asyncio.run
+
+
+def install(impl):
+    """Make ``impl`` the loop every asyncio entry point uses."""
+    if impl == "rose":
+        import_rose().install()
+    else:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+
+
+# -- rose.run / asyncio.run ----------------------------------------------------------
+
+
+def test_run_returns_result_on_impl_loop(impl, run):
+    async def main():
+        await asyncio.sleep(0.01)
+        return "result", asyncio.get_running_loop()
+
+    result, loop = run(main())
+    assert result == "result"
+    assert is_impl_loop(impl, loop)
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    assert loop.is_closed()
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_run_debug(run, debug):
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    assert run(main(), debug=debug) is debug
+
+
+def test_run_propagates_exception(run):
+    async def main():
+        await asyncio.sleep(0)
+        raise LookupError("from main")
+
+    with pytest.raises(LookupError, match="from main"):
+        run(main())
+
+
+def test_run_cancels_leftover_tasks(run):
+    events = []
+
+    async def background():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    async def main():
+        asyncio.get_running_loop().create_task(background())
+        await asyncio.sleep(0.01)
+        return "main done"
+
+    t0 = time.monotonic()
+    assert run(main()) == "main done"
+    assert time.monotonic() - t0 < 2
+    assert events == ["cancelled"]
+
+
+def test_run_finalizes_asyncgens(run):
+    events = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            events.append("closed")
+
+    gens = []
+
+    async def main():
+        gen = agen()
+        gens.append(gen)  # keep it alive: only shutdown_asyncgens can close it
+        return await gen.__anext__()
+
+    assert run(main()) == 1
+    assert events == ["closed"]
+
+
+def test_run_shuts_down_default_executor(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, time.sleep, 0)
+        return loop._default_executor
+
+    executor = run(main())
+    assert isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+    with pytest.raises(RuntimeError):
+        executor.submit(print)
+
+
+def test_run_rejects_non_coroutine(run):
+    with pytest.raises(ValueError, match="a coroutine was expected"):
+        run(asyncio.sleep)
+
+
+def test_run_inside_running_loop(loop, run):
+    async def inner():
+        pass
+
+    async def main():
+        coro = inner()
+        try:
+            run(coro)
+        finally:
+            coro.close()
+
+    with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+        loop.run_until_complete(main())
+
+
+# -- asyncio.Runner(loop_factory=...) --------------------------------------------------
+
+
+def test_runner_with_loop_factory(impl, loop_factory):
+    async def main(x):
+        await asyncio.sleep(0)
+        return x, asyncio.get_running_loop()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        first, loop1 = runner.run(main(1))
+        second, loop2 = runner.run(main(2))
+        assert runner.get_loop() is loop1
+    assert (first, second) == (1, 2)
+    assert loop1 is loop2
+    assert is_impl_loop(impl, loop1)
+    assert loop1.is_closed()
+
+
+def test_runner_debug_and_context(loop_factory):
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="default")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "runner-ctx")
+
+    async def main():
+        return asyncio.get_running_loop().get_debug(), var.get()
+
+    with asyncio.Runner(debug=True, loop_factory=loop_factory) as runner:
+        assert runner.run(main(), context=ctx) == (True, "runner-ctx")
+
+
+# -- policy -----------------------------------------------------------------------------
+
+
+def test_install_policy(impl):
+    install(impl)
+    policy = asyncio.get_event_loop_policy()
+    if impl == "rose":
+        assert isinstance(policy, import_rose().EventLoopPolicy)
+    assert isinstance(policy, asyncio.AbstractEventLoopPolicy)
+    loop = asyncio.new_event_loop()
+    try:
+        assert is_impl_loop(impl, loop)
+        assert loop.run_until_complete(asyncio.sleep(0, result=3)) == 3
+    finally:
+        loop.close()
+
+    async def main():
+        return asyncio.get_running_loop()
+
+    assert is_impl_loop(impl, asyncio.run(main()))
+
+
+def test_policy_object(impl):
+    policy = import_rose().EventLoopPolicy() if impl == "rose" else asyncio.DefaultEventLoopPolicy()
+    loop = policy.new_event_loop()
+    try:
+        assert is_impl_loop(impl, loop)
+        policy.set_event_loop(loop)
+        assert policy.get_event_loop() is loop
+        policy.set_event_loop(None)
+    finally:
+        loop.close()
+
+
+def test_loop_class(impl, loop):
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    assert is_impl_loop(impl, loop)
+    if impl == "rose":
+        rose = import_rose()
+        assert issubclass(rose.Loop, asyncio.AbstractEventLoop)
+
+
+# -- Ctrl-C under a runner (child process) ----------------------------------------------
+
+RUNNER_CTRL_C = """
+async def main():
+    try:
+        print("ready", flush=True)
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        print("main cancelled", flush=True)
+        raise
+
+if {use_runner}:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
+else:
+    run(main())
+print("not reached", flush=True)
+"""
+
+
+@pytest.mark.parametrize("use_runner", [True, False], ids=["Runner", "run"])
+def test_ctrl_c_under_runner(impl, spawn, use_runner):
+    child = spawn(impl, RUNNER_CTRL_C.format(use_runner=use_runner))
+    assert child.readline(timeout=15) == "ready"
+    time.sleep(0.05)
+    child.proc.send_signal(signal.SIGINT)
+    assert child.readline(timeout=2) == "main cancelled"
+    returncode, out, err = child.wait(timeout=2)
+    assert returncode == -signal.SIGINT, err
+    assert "KeyboardInterrupt" in err
+    assert "not reached" not in out
+
+
+# -- python -m rose ---------------------------------------------------------------------
+
+PROGRAM = """\
+import asyncio, json, os, sys
+import helper_for_cli_test
+
+async def main():
+    await asyncio.sleep(0.01)
+    return asyncio.get_running_loop()
+
+loop = asyncio.run(main())
+new = asyncio.new_event_loop()
+new.close()
+print(json.dumps({
+    "argv": sys.argv,
+    "name": __name__,
+    "file": os.path.basename(__file__),
+    "helper": helper_for_cli_test.VALUE,
+}))
+print("run-loop", type(loop).__module__.split(".")[0])
+print("new-loop", type(new).__module__.split(".")[0])
+sys.exit(int(os.environ.get("CLI_TEST_EXIT", "0")))
+"""
+
+SCRIPT_ARGS = ["a", "-m", "--help", "b c"]
+
+
+@pytest.fixture
+def program(tmp_path):
+    prog = tmp_path / "prog"
+    prog.mkdir()
+    (prog / "app.py").write_text(PROGRAM)
+    (prog / "helper_for_cli_test.py").write_text("VALUE = 42\n")
+    return prog
+
+
+def cli_prefix(impl):
+    """How to start a program: ``python X`` or ``python -m rose X``."""
+    return ["-m", "rose"] if impl == "rose" else []
+
+
+def loop_lines(impl):
+    top = "rose" if impl == "rose" else "asyncio"
+    return [f"run-loop {top}", f"new-loop {top}"]
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_cli_script(impl, program, tmp_path, exit_code):
+    script = str(program / "app.py")
+    env = child_env({"CLI_TEST_EXIT": str(exit_code)})
+    proc = run_python([*cli_prefix(impl), script, *SCRIPT_ARGS], env=env, cwd=tmp_path)
+    assert proc.returncode == exit_code, proc.stderr
+    lines = proc.stdout.splitlines()
+    # Exactly what `python app.py a -m --help "b c"` prints, bar the loop type.
+    assert json.loads(lines[0]) == {
+        "argv": [script, *SCRIPT_ARGS],
+        "name": "__main__",
+        "file": "app.py",
+        "helper": 42,
+    }
+    assert lines[1:] == loop_lines(impl)
+
+
+def test_cli_script_uncaught_exception(impl, tmp_path):
+    script = tmp_path / "failing.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+
+            async def main():
+                raise ValueError("bad thing")
+
+            asyncio.run(main())
+            """
+        )
+    )
+    proc = run_python([*cli_prefix(impl), str(script)], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "ValueError: bad thing" in proc.stderr
+    assert "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["module", "package"])
+def test_cli_module(impl, program, tmp_path, kind):
+    if kind == "module":
+        target, expected_file = "app", "app.py"
+    else:
+        pkg = program / "cli_test_pkg"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        (pkg / "__main__.py").write_text(PROGRAM)
+        target, expected_file = "cli_test_pkg", "__main__.py"
+    env = child_env(paths=[program])
+    args = ["-m", target] if impl == "asyncio" else ["-m", "rose", "-m", target]
+    proc = run_python([*args, *SCRIPT_ARGS], env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    data = json.loads(lines[0])
+    assert data["argv"][1:] == SCRIPT_ARGS
+    assert data["argv"][0].endswith(expected_file)
+    assert data["name"] == "__main__"
+    assert data["file"] == expected_file
+    assert lines[1:] == loop_lines(impl)
+
+
+def test_cli_missing_script(impl, tmp_path):
+    proc = run_python([*cli_prefix(impl), "no_such_script_for_rose.py"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "no_such_script_for_rose.py" in proc.stderr
+
+
+def test_cli_missing_module(impl, tmp_path):
+    args = ["-m", "no_such_module_for_rose"]
+    proc = run_python([*cli_prefix(impl), *args], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "No module named no_such_module_for_rose" in proc.stderr
+
+
+def test_cli_dash_m_without_module(impl, tmp_path):
+    proc = run_python([*cli_prefix(impl), "-m"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip()
+
+
+def test_cli_rose_without_arguments(tmp_path):
+    """rose-only: ``python -m rose`` with nothing to run is a usage error."""
+    import_rose()
+    proc = run_python(["-m", "rose"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip()

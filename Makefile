@@ -11,7 +11,7 @@ install:  ## install rose (release build) with test and benchmark extras
 	$(PYTHON) -m pip install -q ".[test,bench]"
 
 dev:  ## debug build of the extension, in place (rose/_rose*.so), plus test dependencies
-	$(PYTHON) -m pip install -q maturin "pytest>=7" "pytest-timeout>=2"
+	$(PYTHON) -m pip install -q "pytest>=7" "pytest-timeout>=2"
 	cargo build --features extension-module
 	cp target/debug/lib_rose.so $(SO)
 
@@ -43,7 +43,7 @@ lint:  ## rustfmt, clippy, ruff
 	$(PYTHON) -m ruff check rose tests benchmarks tulip-suite
 
 stubtest:  ## check rose/_rose.pyi against the built module
-	$(PYTHON) -m mypy.stubtest rose._rose
+	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml rose._rose
 
 clean:  ## remove build products
 	cargo clean

@@ -14,9 +14,9 @@ from asyncio import base_events, coroutines, format_helpers
 logger = logging.getLogger("asyncio")
 
 
-def _callback_error(loop, handle, exc):
+def _callback_error(loop, handle, exc, callback, args):
     """A callback raised: report it as asyncio's ``Handle._run`` does."""
-    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    cb = format_helpers._format_callback_source(callback, args)
     context = {
         "message": f"Exception in callback {cb}",
         "exception": exc,

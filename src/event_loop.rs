@@ -24,11 +24,10 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
-use crate::handles::{Handle, LoopShared, TimerHandle};
+use crate::handles::{new_untracked, Handle, LoopShared, TimerHandle};
 use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::Selector;
 use crate::timers::TimerHeap;
@@ -139,7 +138,7 @@ impl EventLoop {
         if this.debug() {
             py_helper(py, "_debug_check")?.call1((slf, method, &callback, check_thread))?;
         }
-        let handle = Handle::new(py, callback, args, context, &this.shared)?;
+        let handle = Handle::new(py, callback, args, context, &this.shared, true)?;
         if this.debug() {
             handle.set_source_traceback(py, py_helper(py, "_extract_stack")?.call0()?.unbind());
         }
@@ -159,7 +158,7 @@ impl EventLoop {
         let base = Self::make_handle(slf, "call_at", callback, args, context, true)?;
         let timer = TimerHandle::new(when, &this.shared);
         timer.set_scheduled(true);
-        let handle = Py::new(py, PyClassInitializer::from(base).add_subclass(timer))?;
+        let handle = new_untracked(py, PyClassInitializer::from(base).add_subclass(timer))?;
         this.timers.borrow_mut(py).push(when, handle.clone_ref(py));
         Ok(handle)
     }
@@ -374,7 +373,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let handle = Py::new(py, Self::make_handle(slf, "call_soon", callback, args, context, true)?)?;
+        let handle = new_untracked(py, Self::make_handle(slf, "call_soon", callback, args, context, true)?)?;
         this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
         Ok(handle)
     }
@@ -389,7 +388,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let handle = Py::new(py, Self::make_handle(slf, "call_soon_threadsafe", callback, args, context, false)?)?;
+        let handle = new_untracked(py, Self::make_handle(slf, "call_soon_threadsafe", callback, args, context, false)?)?;
         this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
         this.wakeup.wake();
         Ok(handle)
@@ -532,7 +531,7 @@ impl EventLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Py::new(slf.py(), Handle::new(slf.py(), callback, args, context, &slf.get().shared)?)
+        new_untracked(slf.py(), Handle::new(slf.py(), callback, args, context, &slf.get().shared, false)?)
     }
 
     fn _add_reader(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>) -> PyResult<()> {
@@ -569,33 +568,15 @@ impl EventLoop {
                 drop(r);
             }
         }
+        // Break reference cycles through pending handles (they are not GC-tracked).
+        for h in ready.iter().chain(registered.iter()) {
+            h.get().release(py);
+        }
+        for (_, t) in timers.iter() {
+            t.bind(py).as_super().get().release(py);
+        }
         drop((ready, timers, registered));
         Ok(())
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(ready) = self.ready.try_borrow_unchecked() {
-            for h in ready.iter() {
-                visit.call(h)?;
-            }
-        }
-        if let Some(timers) = self.timers.try_borrow_unchecked() {
-            for (_, h) in timers.iter() {
-                visit.call(h)?;
-            }
-        }
-        if let Some(sel) = self.selector.try_borrow_unchecked() {
-            sel.traverse(&visit)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        Python::attach(|py| {
-            let ready = self.ready.try_borrow_mut(py).map(|mut r| std::mem::take(&mut *r));
-            let timers = self.timers.try_borrow_mut(py).map(|mut t| t.take_all());
-            let sel = self.selector.try_borrow_mut(py).map(|mut s| s.take_all());
-            drop((ready, timers, sel));
-        });
-    }
 }

@@ -32,9 +32,4 @@ impl<T> GilCell<T> {
         self.0.try_borrow_mut().ok()
     }
 
-    /// For `__traverse__`, which gets no `Python` token but runs under the GIL (GC).
-    #[inline]
-    pub fn try_borrow_unchecked(&self) -> Option<std::cell::Ref<'_, T>> {
-        self.0.try_borrow().ok()
-    }
 }

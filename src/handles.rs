@@ -8,14 +8,22 @@
 //!
 //! Running a handle enters its `contextvars.Context` with `PyContext_Enter`/`PyContext_Exit`
 //! (what `Context.run` does, without a bound-method call per callback).
+//!
+//! Handles are not tracked by the cyclic garbage collector (`new_untracked`): with thousands of handles queued,
+//! GC passes over them cost more than the loop itself (measured: `call_soon_batch`). Cycles
+//! through a handle (`obj.timer = loop.call_later(t, obj.method)`) are broken instead the way
+//! asyncio breaks them on `cancel()`: a one-shot handle gives up its callback when it runs
+//! (outside debug mode, where asyncio's reprs need it), and `close()` releases every pending
+//! handle's callback.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
+use pyo3::PyClass;
 use pyo3::types::PyTuple;
-use pyo3::{ffi, PyTraverseError, PyVisit};
+use pyo3::ffi;
 
 use crate::errors::py_helper;
 use crate::gil_cell::GilCell;
@@ -37,6 +45,8 @@ pub struct Handle {
     cb: GilCell<Option<Callback>>,
     context: Py<PyAny>,
     cancelled: AtomicBool,
+    /// `call_soon`/`call_later` handles run once; `add_reader` handles run repeatedly.
+    oneshot: bool,
     /// The loop's debug mode when the handle was made (asyncio asks the loop at cancel time;
     /// the flag rarely changes while handles are pending).
     debug: bool,
@@ -49,6 +59,16 @@ pub struct TimerHandle {
     when: f64,
     scheduled: AtomicBool,
     shared: Arc<LoopShared>,
+}
+
+/// Allocate a handle object and take it out of the cyclic GC's view (see the module note).
+/// pyo3 gives every pyclass GC support; tracking is what costs.
+pub(crate) fn new_untracked<T: PyClass>(py: Python<'_>, init: impl Into<PyClassInitializer<T>>) -> PyResult<Py<T>> {
+    let obj = Py::new(py, init)?;
+    // SAFETY: `obj` is a live object of a GC-enabled type; untracking is always allowed (the
+    // collector then treats it as an external reference holder, never frees through it).
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+    Ok(obj)
 }
 
 /// The current context, copied (what `contextvars.copy_context()` returns).
@@ -64,6 +84,7 @@ impl Handle {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
         shared: &Arc<LoopShared>,
+        oneshot: bool,
     ) -> PyResult<Self> {
         let context = match context {
             Some(ctx) if !ctx.is_none() => ctx.unbind(),
@@ -73,6 +94,7 @@ impl Handle {
             cb: GilCell::new(Some(Callback { callback: callback.unbind(), args: args.unbind() })),
             context,
             cancelled: AtomicBool::new(false),
+            oneshot,
             debug: shared.debug.load(Ordering::Relaxed),
             source_traceback: GilCell::new(None),
             repr: GilCell::new(None),
@@ -82,6 +104,12 @@ impl Handle {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Give up the callback and its arguments (the loop is closing).
+    pub(crate) fn release(&self, py: Python<'_>) {
+        let cb = self.cb.borrow_mut(py).take();
+        drop(cb);
     }
 
     pub(crate) fn set_source_traceback(&self, py: Python<'_>, tb: Py<PyAny>) {
@@ -111,10 +139,18 @@ impl Handle {
     pub(crate) fn run(slf: &Bound<'_, Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (callback, args) = match &*this.cb.borrow_mut(py) {
-            // Bound clones: dropping them is a plain decref (a `Py` drop checks the GIL first).
-            Some(cb) => (cb.callback.bind(py).clone(), cb.args.bind(py).clone()),
-            None => return Ok(()),
+        let taken = if this.oneshot && !this.debug {
+            this.cb.borrow_mut(py).take()
+        } else {
+            None
+        };
+        let (callback, args) = match taken {
+            Some(cb) => (cb.callback.into_bound(py), cb.args.into_bound(py)),
+            None => match &*this.cb.borrow_mut(py) {
+                // Bound clones: dropping them is a plain decref (a `Py` drop checks the GIL first).
+                Some(cb) => (cb.callback.bind(py).clone(), cb.args.bind(py).clone()),
+                None => return Ok(()),
+            },
         };
         let result = this.call_in_context(py, &callback, &args);
         match result {
@@ -123,7 +159,7 @@ impl Handle {
                 Err(err)
             }
             Err(err) => {
-                py_helper(py, "_callback_error")?.call1((event_loop, slf, err.into_value(py)))?;
+                py_helper(py, "_callback_error")?.call1((event_loop, slf, err.into_value(py), callback, args))?;
                 Ok(())
             }
         }
@@ -205,33 +241,6 @@ impl Handle {
     #[setter(_source_traceback)]
     fn set_private_source_traceback(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
         *self.source_traceback.borrow_mut(py) = value;
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
-        if let Some(cb) = self.cb.try_borrow_unchecked() {
-            if let Some(cb) = cb.as_ref() {
-                visit.call(&cb.callback)?;
-                visit.call(&cb.args)?;
-            }
-        }
-        for cell in [&self.source_traceback, &self.repr] {
-            if let Some(obj) = cell.try_borrow_unchecked() {
-                if let Some(obj) = obj.as_ref() {
-                    visit.call(obj)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        Python::attach(|py| {
-            let cb = self.cb.try_borrow_mut(py).and_then(|mut c| c.take());
-            let tb = self.source_traceback.try_borrow_mut(py).and_then(|mut c| c.take());
-            let r = self.repr.try_borrow_mut(py).and_then(|mut c| c.take());
-            drop((cb, tb, r));
-        });
     }
 }
 

@@ -117,12 +117,4 @@ impl Selector {
         (pick(readable, &reg.reader), pick(writable, &reg.writer))
     }
 
-    pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        for reg in self.map.values() {
-            for h in [&reg.reader, &reg.writer].into_iter().flatten() {
-                visit.call(h)?;
-            }
-        }
-        Ok(())
-    }
 }

@@ -303,6 +303,8 @@ impl EventLoop {
                 Handle::run(&handle, slf.as_any())?;
                 let dt = ns_to_secs(monotonic_ns() - t0);
                 py_helper(py, "_check_slow_callback")?.call1((slf, &handle, dt))?;
+                // What `Handle::run` does at once outside debug mode (see handles.rs).
+                handle.get().release_if_oneshot(py);
             } else {
                 Handle::run(&handle, slf.as_any())?;
             }

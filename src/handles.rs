@@ -12,9 +12,9 @@
 //! Handles are not tracked by the cyclic garbage collector (`new_untracked`): with thousands of handles queued,
 //! GC passes over them cost more than the loop itself (measured: `call_soon_batch`). Cycles
 //! through a handle (`obj.timer = loop.call_later(t, obj.method)`) are broken instead the way
-//! asyncio breaks them on `cancel()`: a one-shot handle gives up its callback when it runs
-//! (outside debug mode, where asyncio's reprs need it), and `close()` releases every pending
-//! handle's callback.
+//! asyncio breaks them on `cancel()`: a one-shot handle gives up its callback once it has run
+//! (in debug mode after the slow-callback check, which formats it), and `close()` releases
+//! every pending handle's callback.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -110,6 +110,13 @@ impl Handle {
     pub(crate) fn release(&self, py: Python<'_>) {
         let cb = self.cb.borrow_mut(py).take();
         drop(cb);
+    }
+
+    /// A one-shot handle that ran has no more use for its callback.
+    pub(crate) fn release_if_oneshot(&self, py: Python<'_>) {
+        if self.oneshot {
+            self.release(py);
+        }
     }
 
     pub(crate) fn set_source_traceback(&self, py: Python<'_>, tb: Py<PyAny>) {

@@ -35,7 +35,7 @@ tulip:  ## CPython's test_asyncio against rose (and `make tulip LOOP=asyncio`)
 
 bench: release  ## micro-benchmarks: asyncio, uvloop, rloop and rose side by side
 	$(PYTHON) -m pip install -q uvloop rloop matplotlib
-	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/micro.py
+	$(PYTHON) benchmarks/micro.py
 
 lint:  ## rustfmt, clippy, ruff
 	cargo fmt --check

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The repository's own rose (built in place by `make release`) comes before an installed one.
+sys.path.insert(0, str(HERE.parent))
 RESULTS_DIR = HERE / "results"
 
 # Every loop is a module exposing new_event_loop(); value = its distribution name on PyPI.

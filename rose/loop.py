@@ -11,6 +11,7 @@ primitives the core provides (`call_soon`, `call_soon_threadsafe`, `stop`, `is_r
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -25,6 +26,11 @@ __all__ = ("Loop",)
 
 logger = logging.getLogger("asyncio")
 _Base = base_events.BaseEventLoop
+
+
+def _sighandler_noop(signum, frame):
+    """Python-level handler of a signal watched by `add_signal_handler`: the C-level handler
+    already wrote the signal number to the loop's wake-up socket, which is all we need."""
 
 
 def _fileobj_to_fd(fileobj):
@@ -55,6 +61,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         self._current_handle = None
         self.slow_callback_duration = 0.1
+        self._signal_handlers = {}
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -114,9 +121,10 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         except ValueError:  # not the main interpreter
             return None
 
-    @staticmethod
-    def _restore_signal_wakeup(old_fd):
-        if old_fd is None:
+    def _restore_signal_wakeup(self, old_fd):
+        # With signal handlers installed the wake-up fd stays ours, as on stdlib, so signals
+        # that arrive between two runs are handled at the next one.
+        if old_fd is None or self._signal_handlers:
             return
         try:
             signal.set_wakeup_fd(old_fd)
@@ -132,6 +140,12 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return
         if self._debug:
             logger.debug("Close %r", self)
+        if sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self._signal_handlers.pop(sig).cancel()
+        else:
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
         self._close()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -203,3 +217,75 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         if self.is_closed():
             return False
         return self._remove_writer(_fileobj_to_fd(fd))
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run `callback(*args)` as a loop callback whenever signal `sig` arrives.
+
+        Main thread of the main interpreter only (RuntimeError otherwise), as on stdlib."""
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # Raises ValueError outside the main thread of the main interpreter.
+            signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        handle = self._make_handle(callback, args)
+        self._signal_handlers[sig] = handle
+        try:
+            signal.signal(sig, _sighandler_noop)
+            # SA_RESTART: fewer EINTRs elsewhere in the process.
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                self._clear_wakeup_fd()
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler of `sig`; True if there was one."""
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            self._clear_wakeup_fd()
+        return True
+
+    @staticmethod
+    def _clear_wakeup_fd():
+        try:
+            signal.set_wakeup_fd(-1)
+        except (ValueError, OSError) as exc:
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
+
+    @staticmethod
+    def _check_signal(sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _handle_signals(self, signums):
+        """Called by the core with the signal numbers read from the wake-up socket."""
+        for sig in signums:
+            handle = self._signal_handlers.get(sig)
+            if handle is None:
+                continue
+            if handle.cancelled():
+                self.remove_signal_handler(sig)
+            else:
+                self._add_callback(handle)

@@ -197,8 +197,9 @@ impl EventLoop {
     }
 
     /// Wait for (or poll) events and turn them into ready callbacks; returns the clock
-    /// (`CLOCK_MONOTONIC` ns) as of the poll.
-    fn poll_events(&self, py: Python<'_>, busy: bool) -> PyResult<i64> {
+    /// (`CLOCK_MONOTONIC` ns) as of the poll. Signal numbers read from the wake-up socket are
+    /// appended to `signals`.
+    fn poll_events(&self, py: Python<'_>, busy: bool, signals: &mut Vec<u8>) -> PyResult<i64> {
         let selector_active = !self.selector.borrow_mut(py).is_empty();
         let mut now = monotonic_ns();
         if busy && !selector_active && now - self.last_poll.load(Ordering::Relaxed) < POLL_BUDGET_NS {
@@ -229,7 +230,7 @@ impl EventLoop {
             r.clear_timer();
         }
         if ev & EV_SIGNAL != 0 {
-            r.clear_signal();
+            r.clear_signal(signals);
         }
         let poll_selector = selector_active && (busy || ev & EV_SELECTOR != 0);
         let mut events = self.selector_events.borrow_mut(py);
@@ -276,7 +277,12 @@ impl EventLoop {
         let this = slf.get();
         this.clean_timers(py);
         let busy = !this.ready.borrow_mut(py).is_empty() || this.stopping.load(Ordering::Relaxed);
-        let now = this.poll_events(py, busy)?;
+        let mut signals = Vec::new();
+        let now = this.poll_events(py, busy, &mut signals)?;
+        if !signals.is_empty() {
+            // Handlers of `add_signal_handler` are queued as callbacks (Python side).
+            slf.call_method1(pyo3::intern!(py, "_handle_signals"), (pyo3::types::PyBytes::new(py, &signals),))?;
+        }
 
         // Timers that are due, in heap order (asyncio: `_when < time() + clock_resolution`).
         {
@@ -534,6 +540,13 @@ impl EventLoop {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         new_untracked(slf.py(), Handle::new(slf.py(), callback, args, context, &slf.get().shared, false)?)
+    }
+
+    /// Queue an existing handle (asyncio's `_add_callback`): used for signal handlers.
+    fn _add_callback(&self, py: Python<'_>, handle: Py<Handle>) {
+        if !handle.get().is_cancelled() {
+            self.ready.borrow_mut(py).push_back(handle);
+        }
     }
 
     fn _add_reader(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>) -> PyResult<()> {

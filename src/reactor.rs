@@ -228,8 +228,9 @@ impl Reactor {
         self.armed.store(NOT_ARMED, Ordering::Relaxed);
     }
 
-    /// Drain the signal wake-up socket and clear its readiness.
-    pub fn clear_signal(&self) {
+    /// Drain the signal wake-up socket into `signals` and clear its readiness.
+    /// Python's C-level handler writes one byte, the signal number, per signal.
+    pub fn clear_signal(&self, signals: &mut Vec<u8>) {
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(Ok(mut guard)) = self.signal_rx.poll_read_ready(&mut cx) {
             let mut buf = [0u8; 256];
@@ -239,6 +240,7 @@ impl Reactor {
                 if n <= 0 {
                     break;
                 }
+                signals.extend_from_slice(&buf[..n as usize]);
             }
             guard.clear_ready();
         }

@@ -16,9 +16,10 @@ import logging
 import signal
 import sys
 import threading
+import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, futures
+from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
 from . import _rose
 
@@ -26,6 +27,8 @@ __all__ = ("Loop",)
 
 logger = logging.getLogger("asyncio")
 _Base = base_events.BaseEventLoop
+_Selector = selector_events.BaseSelectorEventLoop
+_Unix = unix_events._UnixSelectorEventLoop
 
 
 def _sighandler_noop(signum, frame):
@@ -61,7 +64,9 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         self._current_handle = None
         self.slow_callback_duration = 0.1
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._signal_handlers = {}
+        self._transports = weakref.WeakValueDictionary()
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -184,6 +189,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     # -- name resolution (until the asynchronous resolver lands) ---------------------------
 
     getaddrinfo = _Base.getaddrinfo
+    _ensure_resolved = _Base._ensure_resolved
     getnameinfo = _Base.getnameinfo
     _getaddrinfo_debug = _Base._getaddrinfo_debug
 
@@ -196,27 +202,81 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     # -- watching file descriptors ----------------------------------------------------------
 
+    def _add_reader(self, fd, callback, *args):
+        self._check_closed()
+        handle = self._make_handle(callback, args)
+        self._watch(_fileobj_to_fd(fd), handle, False)
+        return handle
+
+    def _add_writer(self, fd, callback, *args):
+        self._check_closed()
+        handle = self._make_handle(callback, args)
+        self._watch(_fileobj_to_fd(fd), handle, True)
+        return handle
+
+    def _remove_reader(self, fd):
+        if self.is_closed():
+            return False
+        return self._unwatch(_fileobj_to_fd(fd), False)
+
+    def _remove_writer(self, fd):
+        if self.is_closed():
+            return False
+        return self._unwatch(_fileobj_to_fd(fd), True)
+
     def add_reader(self, fd, callback, *args):
         """Call `callback(*args)` whenever `fd` is readable (level-triggered)."""
-        self._check_closed()
-        self._add_reader(_fileobj_to_fd(fd), self._make_handle(callback, args))
+        self._ensure_fd_no_transport(fd)
+        self._add_reader(fd, callback, *args)
 
     def add_writer(self, fd, callback, *args):
         """Call `callback(*args)` whenever `fd` is writable (level-triggered)."""
-        self._check_closed()
-        self._add_writer(_fileobj_to_fd(fd), self._make_handle(callback, args))
+        self._ensure_fd_no_transport(fd)
+        self._add_writer(fd, callback, *args)
 
     def remove_reader(self, fd):
         """Stop watching `fd` for reading; True if a reader was registered."""
-        if self.is_closed():
-            return False
-        return self._remove_reader(_fileobj_to_fd(fd))
+        self._ensure_fd_no_transport(fd)
+        return self._remove_reader(fd)
 
     def remove_writer(self, fd):
         """Stop watching `fd` for writing; True if a writer was registered."""
-        if self.is_closed():
-            return False
-        return self._remove_writer(_fileobj_to_fd(fd))
+        self._ensure_fd_no_transport(fd)
+        return self._remove_writer(fd)
+
+    _ensure_fd_no_transport = _Selector._ensure_fd_no_transport
+
+    # -- low-level socket operations ----------------------------------------------------------
+    # asyncio's selector-loop implementations, on rose's fd watchers.
+
+    sock_recv = _Selector.sock_recv
+    _sock_recv = _Selector._sock_recv
+    _sock_read_done = _Selector._sock_read_done
+    sock_recv_into = _Selector.sock_recv_into
+    _sock_recv_into = _Selector._sock_recv_into
+    sock_recvfrom = _Selector.sock_recvfrom
+    _sock_recvfrom = _Selector._sock_recvfrom
+    sock_recvfrom_into = _Selector.sock_recvfrom_into
+    _sock_recvfrom_into = _Selector._sock_recvfrom_into
+    sock_sendall = _Selector.sock_sendall
+    _sock_sendall = _Selector._sock_sendall
+    sock_sendto = _Selector.sock_sendto
+    _sock_sendto = _Selector._sock_sendto
+    sock_connect = _Selector.sock_connect
+    _sock_connect = _Selector._sock_connect
+    _sock_write_done = _Selector._sock_write_done
+    _sock_connect_cb = _Selector._sock_connect_cb
+    sock_accept = _Selector.sock_accept
+    _sock_accept = _Selector._sock_accept
+
+    # sock_sendfile: zero-copy os.sendfile, with stdlib's fallback rules.
+    sock_sendfile = _Base.sock_sendfile
+    _check_sendfile_params = _Base._check_sendfile_params
+    _sock_sendfile_fallback = _Base._sock_sendfile_fallback
+    _sock_sendfile_native = _Unix._sock_sendfile_native
+    _sock_sendfile_native_impl = _Unix._sock_sendfile_native_impl
+    _sock_sendfile_update_filepos = _Unix._sock_sendfile_update_filepos
+    _sock_add_cancellation_callback = _Unix._sock_add_cancellation_callback
 
     # -- signals ------------------------------------------------------------------------------
 

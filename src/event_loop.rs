@@ -549,20 +549,15 @@ impl EventLoop {
         }
     }
 
-    fn _add_reader(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>) -> PyResult<()> {
-        Self::set_reader_or_writer(slf, fd, handle, false)
+    /// Watch `fd` for reading (`write=False`) or writing with `handle` (level-triggered),
+    /// replacing and cancelling the previous handle, as asyncio's `_add_reader`.
+    fn _watch(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
+        Self::set_reader_or_writer(slf, fd, handle, write)
     }
 
-    fn _add_writer(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>) -> PyResult<()> {
-        Self::set_reader_or_writer(slf, fd, handle, true)
-    }
-
-    fn _remove_reader(slf: &Bound<'_, Self>, fd: i32) -> PyResult<bool> {
-        Self::remove_reader_or_writer(slf, fd, false)
-    }
-
-    fn _remove_writer(slf: &Bound<'_, Self>, fd: i32) -> PyResult<bool> {
-        Self::remove_reader_or_writer(slf, fd, true)
+    /// Stop watching `fd` in one direction; True if a handle was registered (it is cancelled).
+    fn _unwatch(slf: &Bound<'_, Self>, fd: i32, write: bool) -> PyResult<bool> {
+        Self::remove_reader_or_writer(slf, fd, write)
     }
 
     /// Drop every queued callback, timer and registration and the reactor; the loop is closed

@@ -131,6 +131,9 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         # that arrive between two runs are handled at the next one.
         if old_fd is None or self._signal_handlers:
             return
+        if old_fd == self._signal_wakeup_fd():
+            # It was ours because of signal handlers that have been removed since.
+            old_fd = -1
         try:
             signal.set_wakeup_fd(old_fd)
         except (ValueError, OSError):

@@ -281,6 +281,45 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     _sock_sendfile_update_filepos = _Unix._sock_sendfile_update_filepos
     _sock_add_cancellation_callback = _Unix._sock_add_cancellation_callback
 
+    # -- transports, servers, TLS, datagrams, pipes, subprocesses -------------------------------
+    # Interim: these are asyncio's own selector-loop transports and its connection/server
+    # logic (address resolution, happy eyeballs, TLS through sslproto, sendfile with
+    # fallback), running on rose's fd watchers. Their I/O paths are stdlib's Python code; the
+    # Rust transports of issue #3 replace `_make_socket_transport` and friends.
+
+    _make_socket_transport = _Selector._make_socket_transport
+    _make_ssl_transport = _Selector._make_ssl_transport
+    _make_datagram_transport = _Selector._make_datagram_transport
+    _start_serving = _Selector._start_serving
+    _accept_connection = _Selector._accept_connection
+    _accept_connection2 = _Selector._accept_connection2
+    _stop_serving = _Selector._stop_serving
+    _sendfile_native = _Selector._sendfile_native
+
+    create_connection = _Base.create_connection
+    _connect_sock = _Base._connect_sock
+    _create_connection_transport = _Base._create_connection_transport
+    create_server = _Base.create_server
+    _create_server_getaddrinfo = _Base._create_server_getaddrinfo
+    connect_accepted_socket = _Base.connect_accepted_socket
+    start_tls = _Base.start_tls
+    sendfile = _Base.sendfile
+    _sendfile_fallback = _Base._sendfile_fallback
+    create_datagram_endpoint = _Base.create_datagram_endpoint
+    create_unix_connection = _Unix.create_unix_connection
+    create_unix_server = _Unix.create_unix_server
+
+    connect_read_pipe = _Base.connect_read_pipe
+    connect_write_pipe = _Base.connect_write_pipe
+    _make_read_pipe_transport = _Unix._make_read_pipe_transport
+    _make_write_pipe_transport = _Unix._make_write_pipe_transport
+
+    subprocess_exec = _Base.subprocess_exec
+    subprocess_shell = _Base.subprocess_shell
+    _log_subprocess = _Base._log_subprocess
+    _make_subprocess_transport = _Unix._make_subprocess_transport
+    _child_watcher_callback = _Unix._child_watcher_callback
+
     # -- signals ------------------------------------------------------------------------------
 
     def add_signal_handler(self, sig, callback, *args):

@@ -232,7 +232,10 @@ impl EventLoop {
         if ev & EV_SIGNAL != 0 {
             r.clear_signal(signals);
         }
-        let poll_selector = selector_active && (busy || ev & EV_SELECTOR != 0);
+        // Readiness of the selector must be consumed whenever it is reported, even when its last
+        // fd was unregistered since: a source left ready makes every park return at once without
+        // polling the driver, which would starve the other sources (signals, timers).
+        let poll_selector = (selector_active && busy) || ev & EV_SELECTOR != 0;
         let mut events = self.selector_events.borrow_mut(py);
         if poll_selector {
             r.selector_wait(&mut events)?;

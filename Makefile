@@ -13,11 +13,12 @@ install:  ## install rose (release build) with test and benchmark extras
 dev:  ## debug build of the extension, in place (rose/_rose*.so), plus test dependencies
 	$(PYTHON) -m pip install -q "pytest>=7" "pytest-timeout>=2"
 	cargo build --features extension-module
-	cp target/debug/lib_rose.so $(SO)
+	# a new inode: processes that have the old build loaded keep it intact
+	cp target/debug/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
 release:  ## optimised build of the extension, in place
 	cargo build --release --features extension-module
-	cp target/release/lib_rose.so $(SO)
+	cp target/release/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
 test: test-rust dev test-python test-debug  ## build, then run every test: cargo tests, pytest, pytest in debug mode
 

@@ -6,7 +6,7 @@ from typing import Any, final
 
 from typing_extensions import disjoint_base
 
-__all__ = ["EventLoop", "Handle", "TimerHandle", "_after_fork_child"]
+__all__ = ["EventLoop", "Handle", "TimerHandle", "_after_fork_child", "_install_fast_methods"]
 
 @disjoint_base
 class Handle:
@@ -81,7 +81,13 @@ class EventLoop:
         """Watch `fd` for reading or writing (level-triggered); replaces the previous handle."""
     def _unwatch(self, fd: int, write: bool) -> bool: ...
     def _add_callback(self, handle: Handle) -> None: ...
+    def _watched(self, fd: int) -> tuple[Handle | None, Handle | None] | None: ...
+    def _watched_fds(self) -> list[int]: ...
     def _close(self) -> None: ...
 
 def _after_fork_child() -> None:
     """Mark every loop's reactor stale in a forked child (rebuilt on next use)."""
+
+def _install_fast_methods(cls: type[EventLoop]) -> None:
+    """Put the raw vectorcall versions of call_soon/call_soon_threadsafe/call_later/call_at
+    on `cls` (a subclass of `EventLoop`)."""

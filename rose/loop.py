@@ -11,8 +11,10 @@ primitives the core provides (`call_soon`, `call_soon_threadsafe`, `stop`, `is_r
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import errno
 import logging
+import selectors
 import signal
 import sys
 import threading
@@ -50,6 +52,42 @@ def _fileobj_to_fd(fileobj):
     return fd
 
 
+class _SelectorView(collections.abc.Mapping):
+    """A read-only `selectors` view of the loop's fd watchers: `loop._selector`.
+
+    asyncio's own transports and sock_* helpers (used by rose, see below) look registrations
+    up with `loop._selector.get_key(fd)`; this answers from the core's table. It selects
+    nothing: the reactor does."""
+
+    def __init__(self, loop):
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fileobj):
+        fd = _fileobj_to_fd(fileobj)
+        loop = self._loop()
+        watched = loop._watched(fd) if loop is not None and not loop.is_closed() else None
+        if watched is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        reader, writer = watched
+        events = (selectors.EVENT_READ if reader is not None else 0) | (
+            selectors.EVENT_WRITE if writer is not None else 0
+        )
+        return selectors.SelectorKey(fileobj, fd, events, (reader, writer))
+
+    def get_map(self):
+        return self
+
+    def __getitem__(self, fileobj):
+        return self.get_key(fileobj)
+
+    def __iter__(self):
+        loop = self._loop()
+        return iter(loop._watched_fds() if loop is not None and not loop.is_closed() else ())
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
 class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     """An asyncio event loop on a tokio reactor. Create it with `rose.new_event_loop()`."""
 
@@ -67,6 +105,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._signal_handlers = {}
         self._transports = weakref.WeakValueDictionary()
+        self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -391,3 +430,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
                 self.remove_signal_handler(sig)
             else:
                 self._add_callback(handle)
+
+
+# call_soon/call_soon_threadsafe/call_later/call_at: raw vectorcall entry points (src/fastcall.rs).
+_rose._install_fast_methods(Loop)

@@ -375,7 +375,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
+    pub(crate) fn call_soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -390,7 +390,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+    pub(crate) fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -406,7 +406,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+    pub(crate) fn call_later(
         slf: &Bound<'_, Self>,
         delay: Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -425,7 +425,7 @@ impl EventLoop {
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    pub(crate) fn call_at(
         slf: &Bound<'_, Self>,
         when: Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -561,6 +561,17 @@ impl EventLoop {
     /// Stop watching `fd` in one direction; True if a handle was registered (it is cancelled).
     fn _unwatch(slf: &Bound<'_, Self>, fd: i32, write: bool) -> PyResult<bool> {
         Self::remove_reader_or_writer(slf, fd, write)
+    }
+
+    /// `(reader, writer)` handles watching `fd`, or None (for the read-only selector view).
+    #[allow(clippy::type_complexity)]
+    fn _watched(&self, py: Python<'_>, fd: i32) -> Option<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+        self.selector.borrow_mut(py).get(py, fd)
+    }
+
+    /// Every watched fd.
+    fn _watched_fds(&self, py: Python<'_>) -> Vec<i32> {
+        self.selector.borrow_mut(py).fds()
     }
 
     /// Drop every queued callback, timer and registration and the reactor; the loop is closed

@@ -5,6 +5,7 @@
 
 mod errors;
 mod event_loop;
+mod fastcall;
 mod gil_cell;
 mod handles;
 mod reactor;
@@ -26,5 +27,6 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(fastcall::_install_fast_methods, m)?)?;
     Ok(())
 }

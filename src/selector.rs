@@ -102,6 +102,17 @@ impl Selector {
         }
     }
 
+    /// The reader and writer of `fd`, if it is watched at all.
+    pub fn get(&self, py: Python<'_>, fd: RawFd) -> Option<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+        let reg = self.map.get(&fd)?;
+        let clone = |h: &Option<Py<Handle>>| h.as_ref().map(|h| h.clone_ref(py));
+        Some((clone(&reg.reader), clone(&reg.writer)))
+    }
+
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.map.keys().copied().collect()
+    }
+
     /// Everything, for `close()`.
     pub fn take_all(&mut self) -> Vec<Py<Handle>> {
         self.map.drain().flat_map(|(_, r)| [r.reader, r.writer]).flatten().collect()

@@ -194,6 +194,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
         self._close()
+        self._selector = None  # as asyncio's selector loop: transports' reprs test for it
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:

@@ -374,7 +374,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             # Raises ValueError outside the main thread of the main interpreter.
             signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
         except (ValueError, OSError) as exc:
-            raise RuntimeError(str(exc))
+            raise RuntimeError(str(exc))  # noqa: B904 (implicit chaining, as stdlib)
         handle = self._make_handle(callback, args)
         self._signal_handlers[sig] = handle
         try:
@@ -386,7 +386,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             if not self._signal_handlers:
                 self._clear_wakeup_fd()
             if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig:d} cannot be caught")
+                raise RuntimeError(f"sig {sig:d} cannot be caught")  # noqa: B904 (as stdlib)
             raise
 
     def remove_signal_handler(self, sig):
@@ -401,7 +401,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             signal.signal(sig, handler)
         except OSError as exc:
             if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig:d} cannot be caught")
+                raise RuntimeError(f"sig {sig:d} cannot be caught")  # noqa: B904 (as stdlib)
             raise
         if not self._signal_handlers:
             self._clear_wakeup_fd()

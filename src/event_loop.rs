@@ -29,7 +29,7 @@ use crate::errors::{loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, TimerHandle};
 use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
-use crate::selector::Selector;
+use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
 
 /// While callbacks keep the loop busy, I/O is polled at least this often (rloop's figure).
@@ -170,28 +170,33 @@ impl EventLoop {
             return;
         }
         let cancelled = self.shared.timer_cancelled.load(Ordering::Relaxed);
-        let removed = if n > MIN_SCHEDULED_TIMER_HANDLES
-            && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
-        {
-            let removed = timers.retain_and_heapify(|h| {
-                let keep = !h.bind(py).as_super().get().is_cancelled();
-                if !keep {
+        let removed =
+            if n > MIN_SCHEDULED_TIMER_HANDLES && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION {
+                let removed = timers.retain_and_heapify(|h| {
+                    let keep = !h.bind(py).as_super().get().is_cancelled();
+                    if !keep {
+                        h.get().set_scheduled(false);
+                    }
+                    keep
+                });
+                self.shared.timer_cancelled.store(0, Ordering::Relaxed);
+                removed
+            } else {
+                let mut removed = Vec::new();
+                while timers
+                    .peek()
+                    .is_some_and(|(_, h)| h.bind(py).as_super().get().is_cancelled())
+                {
+                    let (_, h) = timers.pop().expect("peeked");
                     h.get().set_scheduled(false);
+                    let _ = self
+                        .shared
+                        .timer_cancelled
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+                    removed.push(h);
                 }
-                keep
-            });
-            self.shared.timer_cancelled.store(0, Ordering::Relaxed);
-            removed
-        } else {
-            let mut removed = Vec::new();
-            while timers.peek().is_some_and(|(_, h)| h.bind(py).as_super().get().is_cancelled()) {
-                let (_, h) = timers.pop().expect("peeked");
-                h.get().set_scheduled(false);
-                let _ = self.shared.timer_cancelled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
-                removed.push(h);
-            }
-            removed
-        };
+                removed
+            };
         drop(timers);
         drop(removed); // outside the borrow: dropping may run Python code
     }
@@ -284,7 +289,10 @@ impl EventLoop {
         let now = this.poll_events(py, busy, &mut signals)?;
         if !signals.is_empty() {
             // Handlers of `add_signal_handler` are queued as callbacks (Python side).
-            slf.call_method1(pyo3::intern!(py, "_handle_signals"), (pyo3::types::PyBytes::new(py, &signals),))?;
+            slf.call_method1(
+                pyo3::intern!(py, "_handle_signals"),
+                (pyo3::types::PyBytes::new(py, &signals),),
+            )?;
         }
 
         // Timers that are due, in heap order (asyncio: `_when < time() + clock_resolution`).
@@ -292,6 +300,8 @@ impl EventLoop {
             let mut timers = this.timers.borrow_mut(py);
             let end_time = ns_to_secs(now) + CLOCK_RESOLUTION;
             let mut ready = this.ready.borrow_mut(py);
+            // `!(when >= end)` rather than `when < end`: a NaN deadline is due, as in asyncio.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             while timers.peek().is_some_and(|(when, _)| !(*when >= end_time)) {
                 let (_, handle) = timers.pop().expect("peeked");
                 handle.get().set_scheduled(false);
@@ -302,7 +312,9 @@ impl EventLoop {
         let ntodo = this.ready.borrow_mut(py).len();
         let debug = this.debug();
         for _ in 0..ntodo {
-            let Some(handle) = this.ready.borrow_mut(py).pop_front() else { break };
+            let Some(handle) = this.ready.borrow_mut(py).pop_front() else {
+                break;
+            };
             let handle = handle.into_bound(py);
             if handle.get().is_cancelled() {
                 continue;
@@ -399,7 +411,10 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let handle = new_untracked(py, Self::make_handle(slf, "call_soon_threadsafe", callback, args, context, false)?)?;
+        let handle = new_untracked(
+            py,
+            Self::make_handle(slf, "call_soon_threadsafe", callback, args, context, false)?,
+        )?;
         this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
         this.wakeup.wake();
         Ok(handle)
@@ -542,7 +557,10 @@ impl EventLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        new_untracked(slf.py(), Handle::new(slf.py(), callback, args, context, &slf.get().shared, false)?)
+        new_untracked(
+            slf.py(),
+            Handle::new(slf.py(), callback, args, context, &slf.get().shared, false)?,
+        )
     }
 
     /// Queue an existing handle (asyncio's `_add_callback`): used for signal handlers.
@@ -564,8 +582,7 @@ impl EventLoop {
     }
 
     /// `(reader, writer)` handles watching `fd`, or None (for the read-only selector view).
-    #[allow(clippy::type_complexity)]
-    fn _watched(&self, py: Python<'_>, fd: i32) -> Option<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+    fn _watched(&self, py: Python<'_>, fd: i32) -> Option<Watchers> {
         self.selector.borrow_mut(py).get(py, fd)
     }
 
@@ -602,5 +619,4 @@ impl EventLoop {
         drop((ready, timers, registered));
         Ok(())
     }
-
 }

@@ -75,7 +75,11 @@ unsafe fn dispatch<'py>(
     let lead = kind.leading();
     if nargs < lead.len() {
         let missing = &lead[nargs..];
-        let names = missing.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(" and ");
+        let names = missing
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(" and ");
         let plural = if missing.len() == 1 { "argument" } else { "arguments" };
         return Err(PyTypeError::new_err(format!(
             "{method}() missing {} required positional {plural}: {names}",
@@ -108,10 +112,18 @@ unsafe fn dispatch<'py>(
     let slf = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<EventLoop>() };
     let slf = slf.as_borrowed();
     Ok(match kind {
-        Kind::Soon => EventLoop::call_soon(&slf, arg(0), rest, context)?.into_bound(py).into_any(),
-        Kind::SoonThreadsafe => EventLoop::call_soon_threadsafe(&slf, arg(0), rest, context)?.into_bound(py).into_any(),
-        Kind::Later => EventLoop::call_later(&slf, arg(0), arg(1), rest, context)?.into_bound(py).into_any(),
-        Kind::At => EventLoop::call_at(&slf, arg(0), arg(1), rest, context)?.into_bound(py).into_any(),
+        Kind::Soon => EventLoop::call_soon(&slf, arg(0), rest, context)?
+            .into_bound(py)
+            .into_any(),
+        Kind::SoonThreadsafe => EventLoop::call_soon_threadsafe(&slf, arg(0), rest, context)?
+            .into_bound(py)
+            .into_any(),
+        Kind::Later => EventLoop::call_later(&slf, arg(0), arg(1), rest, context)?
+            .into_bound(py)
+            .into_any(),
+        Kind::At => EventLoop::call_at(&slf, arg(0), arg(1), rest, context)?
+            .into_bound(py)
+            .into_any(),
     })
 }
 
@@ -131,7 +143,9 @@ unsafe fn entry(
     // SAFETY: CPython calls method implementations with the GIL held.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: forwarded from our caller's contract.
-    let result = catch_unwind(AssertUnwindSafe(|| unsafe { dispatch(py, kind, slf, args, nargsf, kwnames) }));
+    let result = catch_unwind(AssertUnwindSafe(|| unsafe {
+        dispatch(py, kind, slf, args, nargsf, kwnames)
+    }));
     match result {
         Ok(Ok(obj)) => obj.into_ptr(),
         Ok(Err(err)) => {
@@ -174,10 +188,26 @@ type Raw = unsafe extern "C" fn(
 ) -> *mut ffi::PyObject;
 
 const METHODS: [(&CStr, Raw, &CStr); 4] = [
-    (c"call_soon", call_soon_raw, c"Schedule callback(*args) to run soon, in FIFO order."),
-    (c"call_soon_threadsafe", call_soon_threadsafe_raw, c"Like call_soon(), from any thread; wakes a sleeping loop."),
-    (c"call_later", call_later_raw, c"Schedule callback(*args) after delay seconds."),
-    (c"call_at", call_at_raw, c"Schedule callback(*args) at loop time `when`."),
+    (
+        c"call_soon",
+        call_soon_raw,
+        c"Schedule callback(*args) to run soon, in FIFO order.",
+    ),
+    (
+        c"call_soon_threadsafe",
+        call_soon_threadsafe_raw,
+        c"Like call_soon(), from any thread; wakes a sleeping loop.",
+    ),
+    (
+        c"call_later",
+        call_later_raw,
+        c"Schedule callback(*args) after delay seconds.",
+    ),
+    (
+        c"call_at",
+        call_at_raw,
+        c"Schedule callback(*args) at loop time `when`.",
+    ),
 ];
 
 /// Install the raw methods on `cls` (a subclass of `EventLoop`), replacing the inherited ones.
@@ -191,14 +221,14 @@ pub fn _install_fast_methods(py: Python<'_>, cls: &Bound<'_, PyType>) -> PyResul
         // The definition must outlive the descriptor: leak it (four per process).
         let def = Box::leak(Box::new(ffi::PyMethodDef {
             ml_name: name.as_ptr() as *const c_char,
-            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: func },
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: func,
+            },
             ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
             ml_doc: doc.as_ptr() as *const c_char,
         }));
         // SAFETY: `base` is a live type object and `def` lives forever.
-        let descr = unsafe {
-            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(base.as_type_ptr(), def))
-        }?;
+        let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(base.as_type_ptr(), def)) }?;
         cls.setattr(name.to_str().expect("ascii"), descr)?;
     }
     Ok(())

@@ -31,5 +31,4 @@ impl<T> GilCell<T> {
     pub fn try_borrow_mut<'a>(&'a self, _py: Python<'_>) -> Option<RefMut<'a, T>> {
         self.0.try_borrow_mut().ok()
     }
-
 }

@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
-use pyo3::prelude::*;
-use pyo3::PyClass;
-use pyo3::types::PyTuple;
 use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::PyClass;
 
 use crate::errors::py_helper;
 use crate::gil_cell::GilCell;
@@ -91,7 +91,10 @@ impl Handle {
             _ => copy_context(py)?,
         };
         Ok(Self {
-            cb: GilCell::new(Some(Callback { callback: callback.unbind(), args: args.unbind() })),
+            cb: GilCell::new(Some(Callback {
+                callback: callback.unbind(),
+                args: args.unbind(),
+            })),
             context,
             cancelled: AtomicBool::new(false),
             oneshot,
@@ -187,7 +190,11 @@ impl Handle {
         if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
             return Err(PyErr::fetch(py));
         }
-        let result = if args.is_empty() { callback.call0() } else { callback.call1(args) };
+        let result = if args.is_empty() {
+            callback.call0()
+        } else {
+            callback.call1(args)
+        };
         // SAFETY: we entered this context just above, on this thread.
         let exited = unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
         let _ = result?;
@@ -253,7 +260,11 @@ impl Handle {
 
 impl TimerHandle {
     pub(crate) fn new(when: f64, shared: &Arc<LoopShared>) -> Self {
-        Self { when, scheduled: AtomicBool::new(false), shared: shared.clone() }
+        Self {
+            when,
+            scheduled: AtomicBool::new(false),
+            shared: shared.clone(),
+        }
     }
 
     #[inline]

@@ -110,7 +110,8 @@ impl Reactor {
         let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
         let _enter = rt.enter();
         // SAFETY: plain syscalls with constant arguments; the results are checked by `owned`.
-        let tfd = owned(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) })?;
+        let tfd =
+            owned(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) })?;
         let mut pair = [0 as libc::c_int; 2];
         // SAFETY: `pair` is a valid out-array of two ints.
         cvt(unsafe {
@@ -166,7 +167,12 @@ impl Reactor {
         }
         // SAFETY: valid fd owned by `self.timer`; `spec` is a valid itimerspec.
         cvt(unsafe {
-            libc::timerfd_settime(self.timer.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut())
+            libc::timerfd_settime(
+                self.timer.as_raw_fd(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
         })?;
         self.armed.store(want, Ordering::Relaxed);
         Ok(())
@@ -264,7 +270,12 @@ impl Reactor {
         let n = loop {
             // SAFETY: `events` is a valid array of `events.len()` epoll_event structures.
             let n = unsafe {
-                libc::epoll_wait(self.selector.as_raw_fd(), events.as_mut_ptr(), events.len() as libc::c_int, 0)
+                libc::epoll_wait(
+                    self.selector.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as libc::c_int,
+                    0,
+                )
             };
             if n >= 0 {
                 break n as usize;

@@ -40,6 +40,9 @@ impl Registration {
     }
 }
 
+/// The (reader, writer) handles of one fd.
+pub type Watchers = (Option<Py<Handle>>, Option<Py<Handle>>);
+
 #[derive(Default)]
 pub struct Selector {
     map: HashMap<RawFd, Registration>,
@@ -64,7 +67,13 @@ impl Selector {
 
     /// Register `handle` as the reader (or writer) of `fd`; returns the handle it replaces,
     /// which the caller cancels (outside any borrow).
-    pub fn add(&mut self, reactor: &Reactor, fd: RawFd, write: bool, handle: Py<Handle>) -> io::Result<Option<Py<Handle>>> {
+    pub fn add(
+        &mut self,
+        reactor: &Reactor,
+        fd: RawFd,
+        write: bool,
+        handle: Py<Handle>,
+    ) -> io::Result<Option<Py<Handle>>> {
         let existed = self.map.contains_key(&fd);
         let reg = self.map.entry(fd).or_default();
         let old = reg.slot(write).replace(handle);
@@ -103,7 +112,7 @@ impl Selector {
     }
 
     /// The reader and writer of `fd`, if it is watched at all.
-    pub fn get(&self, py: Python<'_>, fd: RawFd) -> Option<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+    pub fn get(&self, py: Python<'_>, fd: RawFd) -> Option<Watchers> {
         let reg = self.map.get(&fd)?;
         let clone = |h: &Option<Py<Handle>>| h.as_ref().map(|h| h.clone_ref(py));
         Some((clone(&reg.reader), clone(&reg.writer)))
@@ -115,17 +124,28 @@ impl Selector {
 
     /// Everything, for `close()`.
     pub fn take_all(&mut self) -> Vec<Py<Handle>> {
-        self.map.drain().flat_map(|(_, r)| [r.reader, r.writer]).flatten().collect()
+        self.map
+            .drain()
+            .flat_map(|(_, r)| [r.reader, r.writer])
+            .flatten()
+            .collect()
     }
 
     /// The handles to run for an epoll event on `fd`, as asyncio's `EpollSelector` maps it
     /// (errors and hang-ups wake both directions). Returns (reader, writer).
-    pub fn handles_for(&self, py: Python<'_>, fd: RawFd, events: u32) -> (Option<Py<Handle>>, Option<Py<Handle>>) {
-        let Some(reg) = self.map.get(&fd) else { return (None, None) };
+    pub fn handles_for(&self, py: Python<'_>, fd: RawFd, events: u32) -> Watchers {
+        let Some(reg) = self.map.get(&fd) else {
+            return (None, None);
+        };
         let readable = events & !(libc::EPOLLOUT as u32) != 0;
         let writable = events & !(libc::EPOLLIN as u32) != 0;
-        let pick = |want: bool, h: &Option<Py<Handle>>| if want { h.as_ref().map(|h| h.clone_ref(py)) } else { None };
+        let pick = |want: bool, h: &Option<Py<Handle>>| {
+            if want {
+                h.as_ref().map(|h| h.clone_ref(py))
+            } else {
+                None
+            }
+        };
         (pick(readable, &reg.reader), pick(writable, &reg.writer))
     }
-
 }

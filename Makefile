@@ -20,7 +20,7 @@ release:  ## optimised build of the extension, in place
 	cargo build --release --features extension-module
 	cp target/release/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
-test: test-rust dev test-python test-debug  ## build, then run every test: cargo tests, pytest, pytest in debug mode
+test: test-rust dev test-python test-debug tulip  ## build, then run every test: cargo tests, pytest (also in debug mode), CPython's test_asyncio
 
 test-rust:  ## Rust unit tests (pure-Rust parts)
 	cargo test --lib

@@ -11,7 +11,7 @@ install:  ## install rose (release build) with test and benchmark extras
 	$(PYTHON) -m pip install -q ".[test,bench]"
 
 dev:  ## debug build of the extension, in place (rose/_rose*.so), plus test dependencies
-	$(PYTHON) -m pip install -q "pytest>=7" "pytest-timeout>=2"
+	$(PYTHON) -m pip install -q "pytest>=7" "pytest-timeout>=2" "trustme>=1"
 	cargo build --features extension-module
 	# a new inode: processes that have the old build loaded keep it intact
 	cp target/debug/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)

@@ -14,6 +14,7 @@ import asyncio
 import collections.abc
 import errno
 import logging
+import os
 import selectors
 import signal
 import sys
@@ -36,6 +37,17 @@ _Unix = unix_events._UnixSelectorEventLoop
 def _sighandler_noop(signum, frame):
     """Python-level handler of a signal watched by `add_signal_handler`: the C-level handler
     already wrote the signal number to the loop's wake-up socket, which is all we need."""
+
+
+def _reap_child(pid, block=False):
+    """Collect an exited child's status as an exit code (negative for a signal), like
+    asyncio's child watchers; 255 when someone else reaped it already."""
+    try:
+        _, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+        return 255
+    return os.waitstatus_to_exitcode(status)
 
 
 def _fileobj_to_fd(fileobj):
@@ -357,8 +369,53 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     subprocess_exec = _Base.subprocess_exec
     subprocess_shell = _Base.subprocess_shell
     _log_subprocess = _Base._log_subprocess
-    _make_subprocess_transport = _Unix._make_subprocess_transport
-    _child_watcher_callback = _Unix._child_watcher_callback
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        """asyncio's subprocess transport, with the child's exit watched by rose itself
+        (a pidfd on the reactor; a waiting thread where pidfd_open is missing), so no child
+        watcher is needed and SIGCHLD stays the user's."""
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs,
+        )
+        self._watch_child_exit(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child_exit(self, pid, transp):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            thread = threading.Thread(
+                target=self._wait_child_thread, args=(pid, transp),
+                name=f"rose-waitpid-{pid}", daemon=True,
+            )
+            thread.start()
+            return
+
+        def on_exit():
+            self._remove_reader(pidfd)
+            os.close(pidfd)
+            transp._process_exited(_reap_child(pid))
+
+        self._add_reader(pidfd, on_exit)
+
+    def _wait_child_thread(self, pid, transp):
+        returncode = _reap_child(pid, block=True)
+        if self.is_closed():
+            logger.warning("Loop %r that handles pid %r is closed", self, pid)
+        else:
+            self.call_soon_threadsafe(transp._process_exited, returncode)
 
     # -- signals ------------------------------------------------------------------------------
 

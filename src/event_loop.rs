@@ -224,8 +224,13 @@ impl EventLoop {
             let deadline = self.timers.borrow_mut(py).peek().map(|(when, _)| deadline_ns(*when));
             let wakeup: &Wakeup = &self.wakeup;
             wakeup.begin_park();
-            let ev = py.detach(|| r.park(deadline, wakeup));
-            wakeup.end_park();
+            let ev = py.detach(|| {
+                let ev = r.park(deadline, wakeup);
+                // Still without the GIL: threads queueing work while this thread waits for the
+                // GIL need not wake a loop that is no longer asleep (it checks its queue next).
+                wakeup.end_park();
+                ev
+            });
             let ev = ev?;
             now = monotonic_ns();
             self.last_poll.store(now, Ordering::Relaxed);

@@ -193,8 +193,8 @@ impl Reactor {
     }
 
     /// Block until a source is ready, the deadline (ns, `CLOCK_MONOTONIC`) passes, or another
-    /// thread calls `wakeup.wake()`. Called with the GIL released, between
-    /// `wakeup.begin_park()` (GIL held) and `wakeup.end_park()`.
+    /// thread calls `wakeup.wake()`. Called with the GIL released, after
+    /// `wakeup.begin_park()` (with the GIL held) and before `wakeup.end_park()`.
     pub fn park(&self, deadline: Option<i64>, wakeup: &Wakeup) -> io::Result<u8> {
         self.arm(deadline)?;
         let ev = {

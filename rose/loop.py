@@ -39,6 +39,32 @@ def _sighandler_noop(signum, frame):
     already wrote the signal number to the loop's wake-up socket, which is all we need."""
 
 
+class Server(base_events.Server):
+    """asyncio's `Server`, plus `close_clients()` and `abort_clients()` (the API Python 3.13
+    added): the loop records each connection's transport as it accepts it."""
+
+    def close_clients(self):
+        """Close every connection accepted by this server (`transport.close()`)."""
+        for transport in list(self.__dict__.get("_rose_clients", ())):
+            transport.close()
+
+    def abort_clients(self):
+        """Abort every connection accepted by this server (`transport.abort()`)."""
+        for transport in list(self.__dict__.get("_rose_clients", ())):
+            transport.abort()
+
+
+def _track_client(server, transport):
+    if server is not None:
+        server.__dict__.setdefault("_rose_clients", weakref.WeakSet()).add(transport)
+
+
+def _as_rose_server(server):
+    # asyncio's create_server builds a base_events.Server; rose's adds methods only.
+    server.__class__ = Server
+    return server
+
+
 def _reap_child(pid, block=False):
     """Collect an exited child's status as an exit code (negative for a signal), like
     asyncio's child watchers; 255 when someone else reaped it already."""
@@ -339,8 +365,19 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     # fallback), running on rose's fd watchers. Their I/O paths are stdlib's Python code; the
     # Rust transports of issue #3 replace `_make_socket_transport` and friends.
 
-    _make_socket_transport = _Selector._make_socket_transport
-    _make_ssl_transport = _Selector._make_ssl_transport
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        transport = _Selector._make_socket_transport(
+            self, sock, protocol, waiter, extra=extra, server=server
+        )
+        _track_client(server, transport)
+        return transport
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *args, **kwargs):
+        transport = _Selector._make_ssl_transport(
+            self, rawsock, protocol, sslcontext, waiter, *args, **kwargs
+        )
+        _track_client(kwargs.get("server"), transport)
+        return transport
     _make_datagram_transport = _Selector._make_datagram_transport
     _start_serving = _Selector._start_serving
     _accept_connection = _Selector._accept_connection
@@ -351,7 +388,12 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     create_connection = _Base.create_connection
     _connect_sock = _Base._connect_sock
     _create_connection_transport = _Base._create_connection_transport
-    create_server = _Base.create_server
+    async def create_server(self, *args, **kwargs):
+        return _as_rose_server(await _Base.create_server(self, *args, **kwargs))
+
+    async def create_unix_server(self, *args, **kwargs):
+        return _as_rose_server(await _Unix.create_unix_server(self, *args, **kwargs))
+
     _create_server_getaddrinfo = _Base._create_server_getaddrinfo
     connect_accepted_socket = _Base.connect_accepted_socket
     start_tls = _Base.start_tls
@@ -359,7 +401,6 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     _sendfile_fallback = _Base._sendfile_fallback
     create_datagram_endpoint = _Base.create_datagram_endpoint
     create_unix_connection = _Unix.create_unix_connection
-    create_unix_server = _Unix.create_unix_server
 
     connect_read_pipe = _Base.connect_read_pipe
     connect_write_pipe = _Base.connect_write_pipe

@@ -90,7 +90,12 @@ pub struct EventLoop {
     thread_id: AtomicI64,
     last_poll: AtomicI64,
     selector_events: GilCell<Vec<(i32, u32)>>,
+    /// Spare `Handle`s that ran and that nobody else references (see `Handle::recyclable`).
+    spare: GilCell<Vec<Py<Handle>>>,
 }
+
+/// How many spare handles a loop keeps.
+const SPARE_HANDLES: usize = 256;
 
 impl EventLoop {
     #[inline]
@@ -143,6 +148,31 @@ impl EventLoop {
             handle.set_source_traceback(py, py_helper(py, "_extract_stack")?.call0()?.unbind());
         }
         Ok(handle)
+    }
+
+    /// A one-shot handle for `call_soon`/`call_soon_threadsafe`: a spare one when there is
+    /// one (outside debug mode), else a new object.
+    fn oneshot_handle(
+        slf: &Bound<'_, Self>,
+        method: &str,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        check_thread: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        if !this.debug() {
+            let spare = this.spare.borrow_mut(py).pop();
+            if let Some(handle) = spare {
+                handle.get().reinit(py, callback, args, context)?;
+                return Ok(handle);
+            }
+        }
+        new_untracked(
+            py,
+            Self::make_handle(slf, method, callback, args, context, check_thread)?,
+        )
     }
 
     fn schedule_timer(
@@ -333,6 +363,10 @@ impl EventLoop {
                 handle.get().release_if_oneshot(py);
             } else {
                 Handle::run(&handle, slf.as_any())?;
+                if Handle::recyclable(&handle) && this.spare.borrow_mut(py).len() < SPARE_HANDLES {
+                    handle.get().retire(py);
+                    this.spare.borrow_mut(py).push(handle.unbind());
+                }
             }
         }
         Ok(())
@@ -383,6 +417,7 @@ impl EventLoop {
             thread_id: AtomicI64::new(NO_THREAD),
             last_poll: AtomicI64::new(0),
             selector_events: GilCell::new(Vec::new()),
+            spare: GilCell::new(Vec::new()),
         }
     }
 
@@ -401,7 +436,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let handle = new_untracked(py, Self::make_handle(slf, "call_soon", callback, args, context, true)?)?;
+        let handle = Self::oneshot_handle(slf, "call_soon", callback, args, context, true)?;
         this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
         Ok(handle)
     }
@@ -606,6 +641,7 @@ impl EventLoop {
         let ready = std::mem::take(&mut *self.ready.borrow_mut(py));
         let timers = self.timers.borrow_mut(py).take_all();
         let registered = self.selector.borrow_mut(py).take_all();
+        let spare = std::mem::take(&mut *self.spare.borrow_mut(py));
         let reactor = self.reactor.try_borrow_mut(py).ok_or_else(reactor_busy)?.take();
         if let Some(r) = reactor {
             if r.is_stale() {
@@ -621,7 +657,7 @@ impl EventLoop {
         for (_, t) in timers.iter() {
             t.bind(py).as_super().get().release(py);
         }
-        drop((ready, timers, registered));
+        drop((ready, timers, registered, spare));
         Ok(())
     }
 }

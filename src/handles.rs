@@ -43,7 +43,7 @@ struct Callback {
 #[pyclass(subclass, frozen, weakref, module = "rose._rose")]
 pub struct Handle {
     cb: GilCell<Option<Callback>>,
-    context: Py<PyAny>,
+    context: GilCell<Py<PyAny>>,
     cancelled: AtomicBool,
     /// `call_soon`/`call_later` handles run once; `add_reader` handles run repeatedly.
     oneshot: bool,
@@ -95,7 +95,7 @@ impl Handle {
                 callback: callback.unbind(),
                 args: args.unbind(),
             })),
-            context,
+            context: GilCell::new(context),
             cancelled: AtomicBool::new(false),
             oneshot,
             debug: shared.debug.load(Ordering::Relaxed),
@@ -107,6 +107,56 @@ impl Handle {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Make a handle that ran (and that nobody else can see) new again, for the loop's pool
+    /// of spare handles: the cheapest handle is the one not allocated.
+    pub(crate) fn reinit(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let context = match context {
+            Some(ctx) if !ctx.is_none() => ctx.unbind(),
+            _ => copy_context(py)?,
+        };
+        let old_ctx = std::mem::replace(&mut *self.context.borrow_mut(py), context);
+        let old_cb = self.cb.borrow_mut(py).replace(Callback {
+            callback: callback.unbind(),
+            args: args.unbind(),
+        });
+        self.cancelled.store(false, Ordering::Relaxed);
+        drop((old_ctx, old_cb)); // outside the borrows
+        Ok(())
+    }
+
+    /// True when `slf` may go back to the pool: a plain one-shot `Handle` (not a subclass),
+    /// made outside debug mode, referenced only by the caller, with no weak references.
+    pub(crate) fn recyclable(slf: &Bound<'_, Self>) -> bool {
+        let this = slf.get();
+        if !this.oneshot || this.debug {
+            return false;
+        }
+        let obj = slf.as_ptr();
+        // SAFETY: reading the refcount, the type and (at the type's published
+        // tp_weaklistoffset) the weak-reference list head of a live object.
+        unsafe {
+            let tp = ffi::Py_TYPE(obj);
+            if tp != <Handle as pyo3::PyTypeInfo>::type_object_raw(slf.py()) || ffi::Py_REFCNT(obj) != 1 {
+                return false;
+            }
+            let offset = (*tp).tp_weaklistoffset;
+            offset > 0 && (*obj.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
+        }
+    }
+
+    /// Drop what a spare handle still holds (its context: values of context variables must not
+    /// outlive the callback because a spare handle keeps them).
+    pub(crate) fn retire(&self, py: Python<'_>) {
+        let old = std::mem::replace(&mut *self.context.borrow_mut(py), py.None());
+        drop(old);
     }
 
     /// Give up the callback and its arguments (the loop is closing).
@@ -176,7 +226,8 @@ impl Handle {
     }
 
     fn call_in_context(&self, py: Python<'_>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        let ctx = self.context.bind(py);
+        let ctx = self.context.borrow_mut(py).bind(py).clone();
+        let ctx = &ctx;
         // SAFETY: reading the type pointer of a live object.
         let is_context = unsafe { ffi::Py_TYPE(ctx.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyContext_Type) };
         if !is_context {
@@ -216,7 +267,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        self.context.borrow_mut(py).clone_ref(py)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
@@ -244,7 +295,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        self.context.borrow_mut(py).clone_ref(py)
     }
 
     #[getter]

@@ -92,6 +92,7 @@ pub struct EventLoop {
     selector_events: GilCell<Vec<(i32, u32)>>,
     /// Spare `Handle`s that ran and that nobody else references (see `Handle::recyclable`).
     spare: GilCell<Vec<Py<Handle>>>,
+    spare_timers: GilCell<Vec<Py<TimerHandle>>>,
 }
 
 /// How many spare handles a loop keeps.
@@ -185,10 +186,26 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let base = Self::make_handle(slf, "call_at", callback, args, context, true)?;
-        let timer = TimerHandle::new(when, &this.shared);
-        timer.set_scheduled(true);
-        let handle = new_untracked(py, PyClassInitializer::from(base).add_subclass(timer))?;
+        let spare = if this.debug() {
+            None
+        } else {
+            this.spare_timers.borrow_mut(py).pop()
+        };
+        let handle = match spare {
+            Some(timer) => {
+                timer.bind(py).as_super().get().reinit(py, callback, args, context)?;
+                timer.get().rearm(when);
+                timer
+            }
+            None => {
+                let base = Self::make_handle(slf, "call_at", callback, args, context, true)?;
+                new_untracked(
+                    py,
+                    PyClassInitializer::from(base).add_subclass(TimerHandle::new(when, &this.shared)),
+                )?
+            }
+        };
+        handle.get().set_scheduled(true);
         this.timers.borrow_mut(py).push(when, handle.clone_ref(py));
         Ok(handle)
     }
@@ -228,7 +245,32 @@ impl EventLoop {
                 removed
             };
         drop(timers);
-        drop(removed); // outside the borrow: dropping may run Python code
+        // Outside the borrow: dropping may run Python code.
+        for timer in removed {
+            self.recycle_timer(py, timer.into_bound(py));
+        }
+    }
+
+    /// Keep a timer nobody else references as a spare, else let it go.
+    fn recycle_timer(&self, py: Python<'_>, timer: Bound<'_, TimerHandle>) {
+        let tp = <TimerHandle as pyo3::PyTypeInfo>::type_object_raw(py);
+        if Handle::recyclable(timer.as_super(), tp) && self.spare_timers.borrow_mut(py).len() < SPARE_HANDLES {
+            timer.as_super().get().retire(py);
+            self.spare_timers.borrow_mut(py).push(timer.unbind());
+        }
+    }
+
+    /// After a handle ran: keep it as a spare if nobody else can see it.
+    fn recycle(&self, py: Python<'_>, handle: Bound<'_, Handle>) {
+        let tp = <Handle as pyo3::PyTypeInfo>::type_object_raw(py);
+        if Handle::recyclable(&handle, tp) {
+            if self.spare.borrow_mut(py).len() < SPARE_HANDLES {
+                handle.get().retire(py);
+                self.spare.borrow_mut(py).push(handle.unbind());
+            }
+        } else if let Ok(timer) = handle.cast_into::<TimerHandle>() {
+            self.recycle_timer(py, timer);
+        }
     }
 
     /// Wait for (or poll) events and turn them into ready callbacks; returns the clock
@@ -363,10 +405,7 @@ impl EventLoop {
                 handle.get().release_if_oneshot(py);
             } else {
                 Handle::run(&handle, slf.as_any())?;
-                if Handle::recyclable(&handle) && this.spare.borrow_mut(py).len() < SPARE_HANDLES {
-                    handle.get().retire(py);
-                    this.spare.borrow_mut(py).push(handle.unbind());
-                }
+                this.recycle(py, handle);
             }
         }
         Ok(())
@@ -418,6 +457,7 @@ impl EventLoop {
             last_poll: AtomicI64::new(0),
             selector_events: GilCell::new(Vec::new()),
             spare: GilCell::new(Vec::new()),
+            spare_timers: GilCell::new(Vec::new()),
         }
     }
 
@@ -642,6 +682,7 @@ impl EventLoop {
         let timers = self.timers.borrow_mut(py).take_all();
         let registered = self.selector.borrow_mut(py).take_all();
         let spare = std::mem::take(&mut *self.spare.borrow_mut(py));
+        let spare_timers = std::mem::take(&mut *self.spare_timers.borrow_mut(py));
         let reactor = self.reactor.try_borrow_mut(py).ok_or_else(reactor_busy)?.take();
         if let Some(r) = reactor {
             if r.is_stale() {
@@ -657,7 +698,7 @@ impl EventLoop {
         for (_, t) in timers.iter() {
             t.bind(py).as_super().get().release(py);
         }
-        drop((ready, timers, registered, spare));
+        drop((ready, timers, registered, spare, spare_timers));
         Ok(())
     }
 }

@@ -16,7 +16,7 @@
 //! (in debug mode after the slow-callback check, which formats it), and `close()` releases
 //! every pending handle's callback.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -56,7 +56,8 @@ pub struct Handle {
 
 #[pyclass(extends = Handle, frozen, module = "rose._rose")]
 pub struct TimerHandle {
-    when: f64,
+    /// The deadline, as f64 bits (mutable only for reuse from the loop's spare timers).
+    when: AtomicU64,
     scheduled: AtomicBool,
     shared: Arc<LoopShared>,
 }
@@ -132,9 +133,10 @@ impl Handle {
         Ok(())
     }
 
-    /// True when `slf` may go back to the pool: a plain one-shot `Handle` (not a subclass),
-    /// made outside debug mode, referenced only by the caller, with no weak references.
-    pub(crate) fn recyclable(slf: &Bound<'_, Self>) -> bool {
+    /// True when `slf` may go back to a pool of spares: a one-shot handle of exactly type
+    /// `tp` (`Handle` or `TimerHandle`), made outside debug mode, referenced only by the caller,
+    /// with no weak references.
+    pub(crate) fn recyclable(slf: &Bound<'_, Self>, tp: *mut ffi::PyTypeObject) -> bool {
         let this = slf.get();
         if !this.oneshot || this.debug {
             return false;
@@ -143,8 +145,7 @@ impl Handle {
         // SAFETY: reading the refcount, the type and (at the type's published
         // tp_weaklistoffset) the weak-reference list head of a live object.
         unsafe {
-            let tp = ffi::Py_TYPE(obj);
-            if tp != <Handle as pyo3::PyTypeInfo>::type_object_raw(slf.py()) || ffi::Py_REFCNT(obj) != 1 {
+            if ffi::Py_TYPE(obj) != tp || ffi::Py_REFCNT(obj) != 1 {
                 return false;
             }
             let offset = (*tp).tp_weaklistoffset;
@@ -312,10 +313,20 @@ impl Handle {
 impl TimerHandle {
     pub(crate) fn new(when: f64, shared: &Arc<LoopShared>) -> Self {
         Self {
-            when,
+            when: AtomicU64::new(when.to_bits()),
             scheduled: AtomicBool::new(false),
             shared: shared.clone(),
         }
+    }
+
+    #[inline]
+    pub(crate) fn deadline(&self) -> f64 {
+        f64::from_bits(self.when.load(Ordering::Relaxed))
+    }
+
+    /// A spare timer gets a new deadline.
+    pub(crate) fn rearm(&self, when: f64) {
+        self.when.store(when.to_bits(), Ordering::Relaxed);
     }
 
     #[inline]
@@ -336,12 +347,12 @@ impl TimerHandle {
     }
 
     fn when(&self) -> f64 {
-        self.when
+        self.deadline()
     }
 
     #[getter]
     fn _when(&self) -> f64 {
-        self.when
+        self.deadline()
     }
 
     #[getter]

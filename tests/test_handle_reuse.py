@@ -85,3 +85,27 @@ def test_cancelled_handle_kept_by_the_user_stays_cancelled(loop):
     run_briefly(loop)
     assert handle.cancelled()
     assert ran == [2] * 20
+
+
+def test_timer_kept_by_the_user_keeps_its_deadline(loop):
+    held = loop.call_later(0, lambda: None)
+    when = held.when()
+    loop.run_until_complete(__import__("asyncio").sleep(0.01))
+    later = [loop.call_later(0, lambda: None) for _ in range(50)]
+    loop.run_until_complete(__import__("asyncio").sleep(0.01))
+    assert all(t is not held for t in later)
+    assert held.when() == when
+    assert not held.cancelled()
+
+
+def test_cancelled_timers_reused_fire_at_their_own_deadlines(loop):
+    fired = []
+    for _ in range(300):  # cancelled, dropped: their objects become spares
+        loop.call_later(3600, fired.append, "never").cancel()
+    start = loop.time()
+    for i in range(5):
+        loop.call_later(0.001 * (i + 1), lambda i=i: fired.append((i, loop.time() - start)))
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert [f[0] for f in fired] == [0, 1, 2, 3, 4]
+    assert all(dt >= 0.001 * (i + 1) for i, dt in fired)

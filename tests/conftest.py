@@ -7,11 +7,15 @@ never skipped), so a broken build cannot pass silently.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import contextlib
 import os
 import select
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -82,6 +86,62 @@ def new_loop(loop_factory):
 def loop(new_loop):
     """A fresh loop of the implementation under test."""
     return new_loop()
+
+
+def capture_exception_contexts(loop):
+    """Install an exception handler on ``loop``; returns the list it appends contexts to."""
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    return contexts
+
+
+def pattern(n):
+    """n bytes of consecutive 32-bit counters: a lost or reordered byte shows."""
+    return array.array("I", range((n + 3) // 4)).tobytes()[:n]
+
+
+@contextlib.asynccontextmanager
+async def closing_transport(connect, *, wait_lost=True):
+    """``(transport, protocol)`` of the awaited ``connect``, closed on exit.
+
+    With ``wait_lost``, exit also waits for the protocol's ``lost`` future
+    (set by its connection_lost).
+    """
+    tr, proto = await connect
+    try:
+        yield tr, proto
+    finally:
+        tr.close()
+        if wait_lost:
+            await proto.lost
+
+
+@contextlib.contextmanager
+def temporary_file(data):
+    """An unnamed temporary file holding ``data``, positioned at its start."""
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        yield f
+
+
+@pytest.fixture
+def short_tmp():
+    """A short directory (AF_UNIX paths are limited to ~107 bytes)."""
+    d = tempfile.mkdtemp(prefix="rose-")
+    yield d
+    for name in os.listdir(d):
+        os.unlink(os.path.join(d, name))
+    os.rmdir(d)
+
+
+@pytest.fixture
+def sockpair():
+    """A connected ``socket.socketpair()``, closed at teardown."""
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
 
 
 @pytest.fixture(autouse=True)

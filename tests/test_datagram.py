@@ -1,11 +1,13 @@
 """create_datagram_endpoint: UDP and AF_UNIX datagram transports on real sockets."""
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
 
 import pytest
+from conftest import closing_transport
 
 TIMEOUT = 1.5
 
@@ -69,6 +71,23 @@ async def close_all(*transports):
             await proto.lost
 
 
+LOCAL = ("127.0.0.1", 0)
+
+
+def opened(**kwargs):
+    """An endpoint ``(transport, protocol)``, closed (connection_lost awaited) on exit."""
+    return closing_transport(endpoint(**kwargs))
+
+
+@contextlib.asynccontextmanager
+async def connected_pair(**client_kwargs):
+    """``(server, sproto, client, cproto)``: a local server and a client connected to it."""
+    async with opened(local_addr=LOCAL) as (server, sproto):
+        saddr = server.get_extra_info("sockname")
+        async with opened(remote_addr=saddr, **client_kwargs) as (client, cproto):
+            yield server, sproto, client, cproto
+
+
 def udp_socket(bind=("127.0.0.1", 0)):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     if bind is not None:
@@ -91,24 +110,20 @@ def free_udp_port():
 
 def test_local_addr_receives_with_sender_address(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
-        peer = udp_socket()
-        try:
-            assert proto.transport is tr
-            assert proto.events == ["made"]
-            addr = tr.get_extra_info("sockname")
-            assert addr[0] == "127.0.0.1" and addr[1] > 0
-            peer.sendto(b"hello", addr)
-            peer.sendto(b"world", addr)
-            got = [await proto.datagrams.get(), await proto.datagrams.get()]
-            assert got == [(b"hello", peer.getsockname()), (b"world", peer.getsockname())]
-            # Reply to the sender's address.
-            tr.sendto(b"reply", peer.getsockname())
-            peer.settimeout(1)
-            assert peer.recvfrom(100) == (b"reply", addr)
-        finally:
-            peer.close()
-            await close_all(tr)
+        async with opened(local_addr=LOCAL) as (tr, proto):
+            with udp_socket() as peer:
+                assert proto.transport is tr
+                assert proto.events == ["made"]
+                addr = tr.get_extra_info("sockname")
+                assert addr[0] == "127.0.0.1" and addr[1] > 0
+                peer.sendto(b"hello", addr)
+                peer.sendto(b"world", addr)
+                got = [await proto.datagrams.get(), await proto.datagrams.get()]
+                assert got == [(b"hello", peer.getsockname()), (b"world", peer.getsockname())]
+                # Reply to the sender's address.
+                tr.sendto(b"reply", peer.getsockname())
+                peer.settimeout(1)
+                assert peer.recvfrom(100) == (b"reply", addr)
         return proto
 
     proto = run(loop, main())
@@ -118,8 +133,7 @@ def test_local_addr_receives_with_sender_address(loop):
 
 def test_extra_info_unconnected(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
-        try:
+        async with opened(local_addr=LOCAL) as (tr, proto):
             sock = tr.get_extra_info("socket")
             assert sock.family == socket.AF_INET
             assert sock.type == socket.SOCK_DGRAM
@@ -131,38 +145,30 @@ def test_extra_info_unconnected(loop):
             assert tr.get_protocol() is proto
             assert not tr.is_closing()
             assert tr.get_write_buffer_size() == 0
-        finally:
-            await close_all(tr)
 
     run(loop, main())
 
 
 def test_ipv6_local_addr(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("::1", 0))
-        peer = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        try:
-            peer.bind(("::1", 0))
-            sockname = tr.get_extra_info("sockname")
-            assert len(sockname) == 4 and sockname[0] == "::1"
-            assert tr.get_extra_info("socket").family == socket.AF_INET6
-            peer.sendto(b"six", sockname)
-            data, addr = await proto.datagrams.get()
-            assert data == b"six"
-            assert addr == peer.getsockname()
-        finally:
-            peer.close()
-            await close_all(tr)
+        async with opened(local_addr=("::1", 0)) as (tr, proto):
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer:
+                peer.bind(("::1", 0))
+                sockname = tr.get_extra_info("sockname")
+                assert len(sockname) == 4 and sockname[0] == "::1"
+                assert tr.get_extra_info("socket").family == socket.AF_INET6
+                peer.sendto(b"six", sockname)
+                data, addr = await proto.datagrams.get()
+                assert data == b"six"
+                assert addr == peer.getsockname()
 
     run(loop, main())
 
 
 def test_remote_addr_connected_roundtrip(loop):
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
-        saddr = server.get_extra_info("sockname")
-        client, cproto = await endpoint(remote_addr=saddr)
-        try:
+        async with connected_pair() as (server, sproto, client, cproto):
+            saddr = server.get_extra_info("sockname")
             assert client.get_extra_info("peername") == saddr
             caddr = client.get_extra_info("sockname")
             assert caddr[0] == "127.0.0.1" and caddr[1] > 0
@@ -175,8 +181,6 @@ def test_remote_addr_connected_roundtrip(loop):
 
             server.sendto(b"pong", caddr)
             assert await cproto.datagrams.get() == (b"pong", saddr)
-        finally:
-            await close_all(client, server)
 
     run(loop, main())
 
@@ -185,43 +189,33 @@ def test_connected_endpoint_ignores_other_senders(loop):
     """A connected UDP socket only receives from its peer (kernel filter)."""
 
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
-        saddr = server.get_extra_info("sockname")
-        client, cproto = await endpoint(remote_addr=saddr)
-        stranger = udp_socket()
-        try:
-            caddr = client.get_extra_info("sockname")
-            stranger.sendto(b"intruder", caddr)
-            server.sendto(b"legit", caddr)
-            assert await cproto.datagrams.get() == (b"legit", saddr)
-            await asyncio.sleep(0.05)
-            assert cproto.datagrams.empty()
-        finally:
-            stranger.close()
-            await close_all(client, server)
+        async with connected_pair() as (server, _, client, cproto):
+            with udp_socket() as stranger:
+                saddr = server.get_extra_info("sockname")
+                caddr = client.get_extra_info("sockname")
+                stranger.sendto(b"intruder", caddr)
+                server.sendto(b"legit", caddr)
+                assert await cproto.datagrams.get() == (b"legit", saddr)
+                await asyncio.sleep(0.05)
+                assert cproto.datagrams.empty()
 
     run(loop, main())
 
 
 def test_connected_sendto_other_address_raises(loop):
     async def main():
-        server, _ = await endpoint(local_addr=("127.0.0.1", 0))
-        saddr = server.get_extra_info("sockname")
-        client, _ = await endpoint(remote_addr=saddr)
-        try:
+        async with connected_pair() as (server, _, client, _):
+            saddr = server.get_extra_info("sockname")
             with pytest.raises(ValueError, match="Invalid address: must be None or"):
                 client.sendto(b"x", ("127.0.0.1", saddr[1] + 1 if saddr[1] < 65535 else 1))
-        finally:
-            await close_all(client, server)
 
     run(loop, main())
 
 
 def test_sendto_data_types(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
-        addr = tr.get_extra_info("sockname")
-        try:
+        async with opened(local_addr=LOCAL) as (tr, proto):
+            addr = tr.get_extra_info("sockname")
             with pytest.raises(TypeError, match="data argument must be a bytes-like object"):
                 tr.sendto("text", addr)
             with pytest.raises(TypeError, match="not 'int'"):
@@ -233,8 +227,6 @@ def test_sendto_data_types(loop):
             assert got == [b"ba", b"mv"]
             await asyncio.sleep(0.05)
             assert proto.datagrams.empty()
-        finally:
-            await close_all(tr)
 
     run(loop, main())
 
@@ -243,39 +235,32 @@ def test_large_datagram_intact(loop):
     payload = bytes(range(256)) * 250  # 64000 bytes: under the UDP limit
 
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
-        client, _ = await endpoint(remote_addr=tr.get_extra_info("sockname"))
-        try:
+        async with connected_pair() as (_, proto, client, _):
             client.sendto(payload)
             data, addr = await proto.datagrams.get()
             assert data == payload
             assert addr == client.get_extra_info("sockname")
-        finally:
-            await close_all(client, tr)
 
     run(loop, main())
 
 
 def test_many_datagrams_in_order(loop):
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
-        client, _ = await endpoint(remote_addr=server.get_extra_info("sockname"))
-        try:
+        async with connected_pair() as (_, sproto, client, _):
             for i in range(200):
                 client.sendto(b"%d" % i)
             got = [(await sproto.datagrams.get())[0] for _ in range(200)]
             assert got == [b"%d" % i for i in range(200)]
-        finally:
-            await close_all(client, server)
 
     run(loop, main())
 
 
 def test_family_only_endpoint_autobinds(loop):
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
-        tr, proto = await endpoint(family=socket.AF_INET)
-        try:
+        async with (
+            opened(local_addr=LOCAL) as (server, sproto),
+            opened(family=socket.AF_INET) as (tr, proto),
+        ):
             assert tr.get_extra_info("socket").family == socket.AF_INET
             assert tr.get_extra_info("peername") is None
             tr.sendto(b"auto", server.get_extra_info("sockname"))
@@ -285,8 +270,6 @@ def test_family_only_endpoint_autobinds(loop):
             assert addr[1] == tr.get_extra_info("socket").getsockname()[1] > 0
             server.sendto(b"back", addr)
             assert (await proto.datagrams.get())[0] == b"back"
-        finally:
-            await close_all(tr, server)
 
     run(loop, main())
 
@@ -299,8 +282,7 @@ def test_family_only_endpoint_autobinds(loop):
 def test_error_received_port_unreachable(loop):
     async def main():
         port = free_udp_port()
-        tr, proto = await endpoint(remote_addr=("127.0.0.1", port))
-        try:
+        async with opened(remote_addr=("127.0.0.1", port)) as (tr, proto):
             tr.sendto(b"anyone?")
             exc = await proto.errors.get()
             assert isinstance(exc, ConnectionRefusedError)
@@ -312,8 +294,6 @@ def test_error_received_port_unreachable(loop):
             exc = await proto.errors.get()
             assert isinstance(exc, ConnectionRefusedError)
             assert proto.datagrams.empty()
-        finally:
-            await close_all(tr)
         return proto
 
     proto = run(loop, main())
@@ -323,15 +303,12 @@ def test_error_received_port_unreachable(loop):
 
 def test_sendto_broadcast_without_permission_reports_error(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
-        try:
+        async with opened(local_addr=LOCAL) as (tr, proto):
             tr.sendto(b"bc", ("127.255.255.255", free_udp_port()))
             exc = proto.errors.get_nowait()  # reported synchronously by sendto()
             assert isinstance(exc, PermissionError)
             assert exc.errno == errno.EACCES
             assert not tr.is_closing()
-        finally:
-            await close_all(tr)
 
     run(loop, main())
 
@@ -343,41 +320,32 @@ def test_sendto_broadcast_without_permission_reports_error(loop):
 
 def test_allow_broadcast(loop):
     async def main():
-        receiver, rproto = await endpoint(local_addr=("0.0.0.0", 0))
-        port = receiver.get_extra_info("sockname")[1]
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0), allow_broadcast=True)
-        try:
-            sock = tr.get_extra_info("socket")
-            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) != 0
-            tr.sendto(b"to-all", ("127.255.255.255", port))
-            data, addr = await rproto.datagrams.get()
-            assert data == b"to-all"
-            assert addr == tr.get_extra_info("sockname")
-            assert proto.errors.empty()
-        finally:
-            await close_all(tr, receiver)
+        async with opened(local_addr=("0.0.0.0", 0)) as (receiver, rproto):
+            port = receiver.get_extra_info("sockname")[1]
+            async with opened(local_addr=LOCAL, allow_broadcast=True) as (tr, proto):
+                sock = tr.get_extra_info("socket")
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) != 0
+                tr.sendto(b"to-all", ("127.255.255.255", port))
+                data, addr = await rproto.datagrams.get()
+                assert data == b"to-all"
+                assert addr == tr.get_extra_info("sockname")
+                assert proto.errors.empty()
 
     run(loop, main())
 
 
 def test_no_broadcast_by_default(loop):
     async def main():
-        tr, _ = await endpoint(local_addr=("127.0.0.1", 0))
-        try:
+        async with opened(local_addr=LOCAL) as (tr, _):
             sock = tr.get_extra_info("socket")
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) == 0
-        finally:
-            await close_all(tr)
 
     run(loop, main())
 
 
 def test_allow_broadcast_with_remote_addr_does_not_connect(loop):
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
-        saddr = server.get_extra_info("sockname")
-        tr, _ = await endpoint(remote_addr=saddr, allow_broadcast=True)
-        try:
+        async with connected_pair(allow_broadcast=True) as (_, sproto, tr, _):
             # stdlib does not connect() a broadcast endpoint: no peer name ...
             assert tr.get_extra_info("peername") is None
             with pytest.raises(OSError):
@@ -388,37 +356,29 @@ def test_allow_broadcast_with_remote_addr_does_not_connect(loop):
             assert data == b"implicit"
             with pytest.raises(ValueError, match="Invalid address"):
                 tr.sendto(b"x", ("127.0.0.1", 9))
-        finally:
-            await close_all(tr, server)
 
     run(loop, main())
 
 
 def test_reuse_port(loop):
     async def main():
-        a, _ = await endpoint(local_addr=("127.0.0.1", 0), reuse_port=True)
-        port = a.get_extra_info("sockname")[1]
-        b, _ = await endpoint(local_addr=("127.0.0.1", port), reuse_port=True)
-        try:
-            for tr in (a, b):
-                sock = tr.get_extra_info("socket")
-                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
-            assert b.get_extra_info("sockname") == a.get_extra_info("sockname")
-        finally:
-            await close_all(a, b)
+        async with opened(local_addr=LOCAL, reuse_port=True) as (a, _):
+            port = a.get_extra_info("sockname")[1]
+            async with opened(local_addr=("127.0.0.1", port), reuse_port=True) as (b, _):
+                for tr in (a, b):
+                    sock = tr.get_extra_info("socket")
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+                assert b.get_extra_info("sockname") == a.get_extra_info("sockname")
 
     run(loop, main())
 
 
 def test_address_in_use_without_reuse_port(loop):
     async def main():
-        a, _ = await endpoint(local_addr=("127.0.0.1", 0))
-        try:
+        async with opened(local_addr=LOCAL) as (a, _):
             with pytest.raises(OSError) as info:
                 await endpoint(local_addr=a.get_extra_info("sockname"))
             assert info.value.errno == errno.EADDRINUSE
-        finally:
-            await close_all(a)
 
     run(loop, main())
 
@@ -429,21 +389,17 @@ def test_sock_argument(loop):
     fd = sock.fileno()
 
     async def main():
-        tr, proto = await endpoint(sock=sock)
-        peer = udp_socket()
-        try:
-            assert not sock.getblocking()  # the loop made it non-blocking
-            assert tr.get_extra_info("socket").fileno() == fd
-            assert tr.get_extra_info("sockname") == sock.getsockname()
-            assert tr.get_extra_info("peername") is None
-            peer.sendto(b"via sock=", sock.getsockname())
-            assert await proto.datagrams.get() == (b"via sock=", peer.getsockname())
-            tr.sendto(b"answer", peer.getsockname())
-            peer.settimeout(1)
-            assert peer.recv(100) == b"answer"
-        finally:
-            peer.close()
-            await close_all(tr)
+        async with opened(sock=sock) as (tr, proto):
+            with udp_socket() as peer:
+                assert not sock.getblocking()  # the loop made it non-blocking
+                assert tr.get_extra_info("socket").fileno() == fd
+                assert tr.get_extra_info("sockname") == sock.getsockname()
+                assert tr.get_extra_info("peername") is None
+                peer.sendto(b"via sock=", sock.getsockname())
+                assert await proto.datagrams.get() == (b"via sock=", peer.getsockname())
+                tr.sendto(b"answer", peer.getsockname())
+                peer.settimeout(1)
+                assert peer.recv(100) == b"answer"
 
     try:
         run(loop, main())
@@ -454,17 +410,14 @@ def test_sock_argument(loop):
 
 def test_sock_argument_connected(loop):
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
-        saddr = server.get_extra_info("sockname")
-        sock = udp_socket()
-        sock.connect(saddr)
-        tr, _ = await endpoint(sock=sock)
-        try:
-            assert tr.get_extra_info("peername") == saddr
-            tr.sendto(b"from connected sock")
-            assert await sproto.datagrams.get() == (b"from connected sock", sock.getsockname())
-        finally:
-            await close_all(tr, server)
+        async with opened(local_addr=LOCAL) as (server, sproto):
+            saddr = server.get_extra_info("sockname")
+            sock = udp_socket()
+            sock.connect(saddr)
+            async with opened(sock=sock) as (tr, _):
+                assert tr.get_extra_info("peername") == saddr
+                tr.sendto(b"from connected sock")
+                assert await sproto.datagrams.get() == (b"from connected sock", sock.getsockname())
 
     run(loop, main())
 
@@ -545,16 +498,13 @@ def test_unix_address_not_string_raises(loop):
 
 def test_add_reader_on_transport_fd_raises(loop):
     async def main():
-        tr, _ = await endpoint(local_addr=("127.0.0.1", 0))
-        try:
+        async with opened(local_addr=LOCAL) as (tr, _):
             fd = tr.get_extra_info("socket").fileno()
             lp = asyncio.get_running_loop()
             with pytest.raises(RuntimeError, match=f"File descriptor {fd} is used by transport"):
                 lp.add_reader(fd, lambda: None)
             with pytest.raises(RuntimeError, match="is used by transport"):
                 lp.remove_writer(fd)
-        finally:
-            await close_all(tr)
 
     run(loop, main())
 
@@ -569,9 +519,10 @@ def test_unix_datagram_with_paths(loop, tmp_path):
     cpath = str(tmp_path / "client.sock")
 
     async def main():
-        server, sproto = await endpoint(family=socket.AF_UNIX, local_addr=spath)
-        client, cproto = await endpoint(family=socket.AF_UNIX, local_addr=cpath, remote_addr=spath)
-        try:
+        async with (
+            opened(family=socket.AF_UNIX, local_addr=spath) as (server, sproto),
+            opened(family=socket.AF_UNIX, local_addr=cpath, remote_addr=spath) as (client, cproto),
+        ):
             assert os.path.exists(spath) and os.path.exists(cpath)
             assert server.get_extra_info("sockname") == spath
             assert server.get_extra_info("socket").family == socket.AF_UNIX
@@ -582,8 +533,6 @@ def test_unix_datagram_with_paths(loop, tmp_path):
             assert await sproto.datagrams.get() == (b"over unix", cpath)
             server.sendto(b"back over unix", cpath)
             assert await cproto.datagrams.get() == (b"back over unix", spath)
-        finally:
-            await close_all(client, server)
 
     run(loop, main())
 
@@ -592,16 +541,15 @@ def test_unix_datagram_unbound_sender(loop, tmp_path):
     spath = str(tmp_path / "s.sock")
 
     async def main():
-        server, sproto = await endpoint(family=socket.AF_UNIX, local_addr=spath)
-        client, _ = await endpoint(family=socket.AF_UNIX, remote_addr=spath)
-        try:
+        async with (
+            opened(family=socket.AF_UNIX, local_addr=spath) as (_, sproto),
+            opened(family=socket.AF_UNIX, remote_addr=spath) as (client, _),
+        ):
             client.sendto(b"anon")
             data, addr = await sproto.datagrams.get()
             assert data == b"anon"
             # An unbound AF_UNIX sender has no address: the kernel reports None.
             assert addr is None
-        finally:
-            await close_all(client, server)
 
     run(loop, main())
 
@@ -614,15 +562,11 @@ def test_unix_stale_socket_file_is_replaced(loop, tmp_path):
     assert os.path.exists(path)  # a leftover socket file
 
     async def main():
-        tr, proto = await endpoint(family=socket.AF_UNIX, local_addr=path)
-        peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            assert tr.get_extra_info("sockname") == path
-            peer.sendto(b"fresh", path)
-            assert (await proto.datagrams.get())[0] == b"fresh"
-        finally:
-            peer.close()
-            await close_all(tr)
+        async with opened(family=socket.AF_UNIX, local_addr=path) as (tr, proto):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as peer:
+                assert tr.get_extra_info("sockname") == path
+                peer.sendto(b"fresh", path)
+                assert (await proto.datagrams.get())[0] == b"fresh"
 
     run(loop, main())
 
@@ -632,19 +576,28 @@ def test_unix_remote_missing_path_raises(loop, tmp_path):
         run(loop, endpoint(family=socket.AF_UNIX, remote_addr=str(tmp_path / "nobody")))
 
 
-def test_unix_write_buffer_and_flow_control(loop, tmp_path):
-    """A full receive queue makes sends buffer in the transport; pause/resume_writing."""
+@pytest.fixture
+def slow_receiver(tmp_path):
+    """``(path, socket)``: a non-blocking AF_UNIX datagram socket nobody reads from."""
     rpath = str(tmp_path / "slow.sock")
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    receiver.bind(rpath)
-    receiver.setblocking(False)
+    try:
+        receiver.bind(rpath)
+        receiver.setblocking(False)
+        yield rpath, receiver
+    finally:
+        receiver.close()
+
+
+def test_unix_write_buffer_and_flow_control(loop, slow_receiver):
+    """A full receive queue makes sends buffer in the transport; pause/resume_writing."""
+    rpath, receiver = slow_receiver
     count = 200
     size = 2000
 
     async def main():
         lp = asyncio.get_running_loop()
-        tr, proto = await endpoint(family=socket.AF_UNIX, remote_addr=rpath)
-        try:
+        async with opened(family=socket.AF_UNIX, remote_addr=rpath) as (tr, proto):
             tr.set_write_buffer_limits(high=4 * size, low=size)
             assert tr.get_write_buffer_limits() == (size, 4 * size)
             assert tr.get_write_buffer_size() == 0
@@ -665,20 +618,12 @@ def test_unix_write_buffer_and_flow_control(loop, tmp_path):
             assert tr.get_write_buffer_size() == 0
             assert proto.paused == 1 and proto.resumed == 1
             assert proto.errors.empty()
-        finally:
-            await close_all(tr)
 
-    try:
-        run(loop, main())
-    finally:
-        receiver.close()
+    run(loop, main())
 
 
-def test_unix_close_flushes_buffer_before_connection_lost(loop, tmp_path):
-    rpath = str(tmp_path / "slow.sock")
-    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    receiver.bind(rpath)
-    receiver.setblocking(False)
+def test_unix_close_flushes_buffer_before_connection_lost(loop, slow_receiver):
+    rpath, receiver = slow_receiver
     count = 100
 
     async def main():
@@ -698,18 +643,12 @@ def test_unix_close_flushes_buffer_before_connection_lost(loop, tmp_path):
         assert got == [b"%04d" % i * 500 for i in range(count)]
         return proto
 
-    try:
-        proto = run(loop, main())
-        assert proto.lost_calls == [None]
-    finally:
-        receiver.close()
+    proto = run(loop, main())
+    assert proto.lost_calls == [None]
 
 
-def test_unix_abort_drops_buffer(loop, tmp_path):
-    rpath = str(tmp_path / "slow.sock")
-    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    receiver.bind(rpath)
-    receiver.setblocking(False)
+def test_unix_abort_drops_buffer(loop, slow_receiver):
+    rpath, receiver = slow_receiver
 
     async def main():
         tr, proto = await endpoint(family=socket.AF_UNIX, remote_addr=rpath)
@@ -732,11 +671,8 @@ def test_unix_abort_drops_buffer(loop, tmp_path):
         assert got == [b"%04d" % i * 500 for i in range(len(got))]
         return proto
 
-    try:
-        proto = run(loop, main())
-        assert proto.lost_calls == [None]
-    finally:
-        receiver.close()
+    proto = run(loop, main())
+    assert proto.lost_calls == [None]
 
 
 # --------------------------------------------------------------------------------------
@@ -746,7 +682,7 @@ def test_unix_abort_drops_buffer(loop, tmp_path):
 
 def test_close_calls_connection_lost_once(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
+        tr, proto = await endpoint(local_addr=LOCAL)
         sock = tr.get_extra_info("socket")
         tr.close()
         assert tr.is_closing()
@@ -766,17 +702,14 @@ def test_close_calls_connection_lost_once(loop):
 
 def test_close_stops_receiving(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
+        tr, proto = await endpoint(local_addr=LOCAL)
         addr = tr.get_extra_info("sockname")
-        peer = udp_socket()
-        try:
+        with udp_socket() as peer:
             tr.close()
             peer.sendto(b"late", addr)
             await proto.lost
             await asyncio.sleep(0.02)
             assert proto.datagrams.empty()
-        finally:
-            peer.close()
         return proto
 
     proto = run(loop, main())
@@ -785,7 +718,7 @@ def test_close_stops_receiving(loop):
 
 def test_abort_calls_connection_lost(loop):
     async def main():
-        server, sproto = await endpoint(local_addr=("127.0.0.1", 0))
+        server, sproto = await endpoint(local_addr=LOCAL)
         client, cproto = await endpoint(remote_addr=server.get_extra_info("sockname"))
         client.abort()
         assert client.is_closing()
@@ -804,23 +737,19 @@ def test_abort_calls_connection_lost(loop):
 
 def test_pause_resume_reading(loop):
     async def main():
-        tr, proto = await endpoint(local_addr=("127.0.0.1", 0))
-        addr = tr.get_extra_info("sockname")
-        peer = udp_socket()
-        try:
-            assert tr.is_reading()
-            tr.pause_reading()
-            tr.pause_reading()  # idempotent
-            assert not tr.is_reading()
-            peer.sendto(b"queued", addr)
-            await asyncio.sleep(0.05)
-            assert proto.datagrams.empty()
-            tr.resume_reading()
-            assert tr.is_reading()
-            assert await proto.datagrams.get() == (b"queued", peer.getsockname())
-        finally:
-            peer.close()
-            await close_all(tr)
+        async with opened(local_addr=LOCAL) as (tr, proto):
+            with udp_socket() as peer:
+                addr = tr.get_extra_info("sockname")
+                assert tr.is_reading()
+                tr.pause_reading()
+                tr.pause_reading()  # idempotent
+                assert not tr.is_reading()
+                peer.sendto(b"queued", addr)
+                await asyncio.sleep(0.05)
+                assert proto.datagrams.empty()
+                tr.resume_reading()
+                assert tr.is_reading()
+                assert await proto.datagrams.get() == (b"queued", peer.getsockname())
         assert not tr.is_reading()
 
     run(loop, main())
@@ -828,9 +757,8 @@ def test_pause_resume_reading(loop):
 
 def test_transport_repr(loop):
     async def main():
-        tr, _ = await endpoint(local_addr=("127.0.0.1", 0))
-        fd = tr.get_extra_info("socket").fileno()
-        try:
+        async with opened(local_addr=LOCAL) as (tr, _):
+            fd = tr.get_extra_info("socket").fileno()
             assert repr(tr) == (
                 f"<_SelectorDatagramTransport fd={fd} read=polling write=<idle, bufsize=0>>"
             )
@@ -838,8 +766,6 @@ def test_transport_repr(loop):
             assert repr(tr) == (
                 f"<_SelectorDatagramTransport fd={fd} read=idle write=<idle, bufsize=0>>"
             )
-        finally:
-            await close_all(tr)
         assert repr(tr) == f"<_SelectorDatagramTransport closed fd={fd}>"
 
     run(loop, main())
@@ -847,18 +773,17 @@ def test_transport_repr(loop):
 
 def test_set_protocol(loop):
     async def main():
-        tr, first = await endpoint(local_addr=("127.0.0.1", 0))
+        tr, first = await endpoint(local_addr=LOCAL)
         addr = tr.get_extra_info("sockname")
         second = Recorder()
         tr.set_protocol(second)
         assert tr.get_protocol() is second
-        peer = udp_socket()
         try:
-            peer.sendto(b"for second", addr)
-            assert (await second.datagrams.get())[0] == b"for second"
-            assert first.datagrams.empty()
+            with udp_socket() as peer:
+                peer.sendto(b"for second", addr)
+                assert (await second.datagrams.get())[0] == b"for second"
+                assert first.datagrams.empty()
         finally:
-            peer.close()
             await close_all(tr)
         assert await second.lost is None
         assert not first.lost.done()

@@ -53,37 +53,33 @@ def slow_callback():
     time.sleep(0.06)
 
 
-def test_slow_callback_warning(loop, caplog):
+def run_slow_callback(loop, caplog, *, debug, threshold):
+    """Run ``slow_callback`` once with the given debug mode and slow_callback_duration;
+    returns the records the asyncio logger emitted."""
     caplog.set_level(logging.WARNING, logger="asyncio")
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.05
+    loop.set_debug(debug)
+    loop.slow_callback_duration = threshold
     loop.call_soon(slow_callback)
     loop.call_soon(loop.stop)
     loop.run_forever()
-    records = [r for r in caplog.records if r.name == "asyncio" and r.levelno == logging.WARNING]
+    return [r for r in caplog.records if r.name == "asyncio"]
+
+
+def test_slow_callback_warning(loop, caplog):
+    records = run_slow_callback(loop, caplog, debug=True, threshold=0.05)
+    records = [r for r in records if r.levelno == logging.WARNING]
     assert len(records) == 1
     message = records[0].getMessage()
     assert re.match(r"Executing .*slow_callback.* took \d+\.\d{3} seconds$", message), message
 
 
 def test_no_slow_callback_warning_without_debug(loop, caplog):
-    caplog.set_level(logging.WARNING, logger="asyncio")
-    loop.set_debug(False)
-    loop.slow_callback_duration = 0.05
-    loop.call_soon(slow_callback)
-    loop.call_soon(loop.stop)
-    loop.run_forever()
-    assert not [r for r in caplog.records if r.name == "asyncio"]
+    assert not run_slow_callback(loop, caplog, debug=False, threshold=0.05)
 
 
 def test_fast_callback_no_warning_in_debug(loop, caplog):
-    caplog.set_level(logging.WARNING, logger="asyncio")
-    loop.set_debug(True)
-    loop.slow_callback_duration = 1.0
-    loop.call_soon(slow_callback)
-    loop.call_soon(loop.stop)
-    loop.run_forever()
-    assert not [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.WARNING]
+    records = run_slow_callback(loop, caplog, debug=True, threshold=1.0)
+    assert not [r for r in records if r.levelno >= logging.WARNING]
 
 
 DEBUG_CHILD = """

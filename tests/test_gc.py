@@ -8,8 +8,11 @@ and check the object is freed in each case.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
+
+import pytest
 
 
 class Owner:
@@ -28,20 +31,26 @@ def _freed(ref):
     return ref() is None
 
 
-def test_cycle_through_handle_that_ran_is_collected(loop):
-    owner = Owner(loop, lambda lp, cb: lp.call_soon(cb))
-    ref = weakref.ref(owner)
+def _run_once(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
-    assert owner.ran
-    del owner
-    assert _freed(ref)
 
 
-def test_cycle_through_timer_that_fired_is_collected(loop):
-    owner = Owner(loop, lambda lp, cb: lp.call_later(0, cb))
+@pytest.mark.parametrize(
+    "schedule, drive",
+    [
+        (lambda lp, cb: lp.call_soon(cb), _run_once),
+        (
+            lambda lp, cb: lp.call_later(0, cb),
+            lambda lp: lp.run_until_complete(asyncio.sleep(0.01)),
+        ),
+    ],
+    ids=["handle", "timer"],
+)
+def test_cycle_through_handle_that_ran_is_collected(loop, schedule, drive):
+    owner = Owner(loop, schedule)
     ref = weakref.ref(owner)
-    loop.run_until_complete(__import__("asyncio").sleep(0.01))
+    drive(loop)
     assert owner.ran
     del owner
     assert _freed(ref)
@@ -51,22 +60,18 @@ def test_cycle_through_cancelled_timer_is_collected(loop):
     owner = Owner(loop, lambda lp, cb: lp.call_later(3600, cb))
     ref = weakref.ref(owner)
     owner.handle.cancel()
-    loop.call_soon(loop.stop)
-    loop.run_forever()
+    _run_once(loop)
     del owner
     assert _freed(ref)
 
 
-def test_cycle_through_pending_timer_is_collected_after_close(loop):
-    owner = Owner(loop, lambda lp, cb: lp.call_later(3600, cb))
-    ref = weakref.ref(owner)
-    loop.close()
-    del owner
-    assert _freed(ref)
-
-
-def test_cycle_through_pending_callback_is_collected_after_close(loop):
-    owner = Owner(loop, lambda lp, cb: lp.call_soon(cb))
+@pytest.mark.parametrize(
+    "schedule",
+    [lambda lp, cb: lp.call_later(3600, cb), lambda lp, cb: lp.call_soon(cb)],
+    ids=["timer", "callback"],
+)
+def test_cycle_through_pending_handle_is_collected_after_close(loop, schedule):
+    owner = Owner(loop, schedule)
     ref = weakref.ref(owner)
     loop.close()
     del owner

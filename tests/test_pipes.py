@@ -3,10 +3,10 @@
 import asyncio
 import errno
 import os
-import socket
 import tty
 
 import pytest
+from conftest import capture_exception_contexts, closing_transport
 
 TIMEOUT = 1.5
 
@@ -98,14 +98,31 @@ async def write_pipe(fileobj):
     return await asyncio.get_running_loop().connect_write_pipe(WriteRecorder, fileobj)
 
 
-async def close_read(tr, proto):
+async def close_pipe(tr, proto):
     tr.close()
     await proto.lost
 
 
-async def close_write(tr, proto):
-    tr.close()
-    await proto.lost
+async def read_and_write_pipes(rf, wf):
+    """Read transport on ``rf``, write transport on ``wf``: (rtr, rproto, wtr, wproto)."""
+    rtr, rproto = await read_pipe(rf)
+    wtr, wproto = await write_pipe(wf)
+    return rtr, rproto, wtr, wproto
+
+
+async def peer_closes_after_write(write_end, close_peer, data):
+    """Write ``data`` through a write transport on ``write_end``, then ``close_peer()``.
+
+    Returns (transport, protocol, write buffer size right after the write, the exception
+    connection_lost got).
+    """
+    tr, proto = await write_pipe(write_end)
+    tr.write(data)
+    buffered = tr.get_write_buffer_size()
+    await asyncio.sleep(0.01)
+    assert not proto.lost.done()
+    close_peer()
+    return tr, proto, buffered, await proto.lost
 
 
 def write_all(fileobj, data):
@@ -149,14 +166,6 @@ def fifo(tmp_path):
     yield rf, wf
     rf.close()
     wf.close()
-
-
-@pytest.fixture
-def sockpair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.fixture
@@ -210,11 +219,8 @@ def test_read_pipe_is_made_non_blocking(loop, pipe):
     assert os.get_blocking(rf.fileno())
 
     async def main():
-        tr, proto = await read_pipe(rf)
-        try:
+        async with closing_transport(read_pipe(rf)) as (tr, proto):
             assert not os.get_blocking(rf.fileno())
-        finally:
-            await close_read(tr, proto)
 
     run(loop, main())
 
@@ -282,8 +288,7 @@ def test_read_pipe_pause_resume(loop, pipe):
     rf, wf = pipe
 
     async def main():
-        tr, proto = await read_pipe(rf)
-        try:
+        async with closing_transport(read_pipe(rf), wait_lost=False) as (tr, proto):
             wf.write(b"first")
             await proto.wait_bytes(5)
             tr.pause_reading()
@@ -305,8 +310,6 @@ def test_read_pipe_pause_resume(loop, pipe):
             assert "eof" not in proto.events
             tr.resume_reading()
             assert await proto.lost is None
-        finally:
-            tr.close()
         return proto
 
     proto = run(loop, main())
@@ -354,16 +357,12 @@ def test_read_pipe_repr(loop, pipe):
     fd = rf.fileno()
 
     async def main():
-        tr, proto = await read_pipe(rf)
-        try:
+        async with closing_transport(read_pipe(rf)) as (tr, proto):
             assert repr(tr) == f"<_UnixReadPipeTransport fd={fd} polling>"
             tr.pause_reading()
             assert repr(tr) == f"<_UnixReadPipeTransport fd={fd} idle>"
             tr.close()
             assert repr(tr) == f"<_UnixReadPipeTransport closing fd={fd} idle>"
-        finally:
-            tr.close()
-            await proto.lost
         assert repr(tr) == f"<_UnixReadPipeTransport closed fd={fd} closed>"
 
     run(loop, main())
@@ -407,8 +406,7 @@ def test_write_pipe_to_read_pipe_same_loop(loop, pipe):
     payload = os.urandom(2 * 1024 * 1024)
 
     async def main():
-        rtr, rproto = await read_pipe(rf)
-        wtr, wproto = await write_pipe(wf)
+        rtr, rproto, wtr, wproto = await read_and_write_pipes(rf, wf)
         wtr.write(payload)  # far more than the pipe holds: buffered by the transport
         assert wtr.get_write_buffer_size() > 0
         wtr.close()  # close() flushes first, then closes
@@ -427,8 +425,7 @@ def test_write_pipe_flow_control(loop, pipe):
 
     async def main():
         lp = asyncio.get_running_loop()
-        tr, proto = await write_pipe(wf)
-        try:
+        async with closing_transport(write_pipe(wf)) as (tr, proto):
             tr.set_write_buffer_limits(high=4096, low=1024)
             assert tr.get_write_buffer_limits() == (1024, 4096)
             chunk = b"x" * 65536
@@ -464,8 +461,6 @@ def test_write_pipe_flow_control(loop, pipe):
                 lp.remove_reader(rf.fileno())
             assert received == total
             assert tr.get_write_buffer_size() == 0
-        finally:
-            await close_write(tr, proto)
         return proto
 
     proto = run(loop, main())
@@ -544,12 +539,9 @@ def test_write_pipe_peer_closed_empty_buffer(loop, pipe):
     rf, wf = pipe
 
     async def main():
-        tr, proto = await write_pipe(wf)
-        tr.write(b"some data")
-        await asyncio.sleep(0.01)
-        assert not proto.lost.done()
-        rf.close()
-        assert await proto.lost is None
+        tr, proto, buffered, exc = await peer_closes_after_write(wf, rf.close, b"some data")
+        assert buffered == 0
+        assert exc is None
         assert tr.is_closing()
         tr.write(b"after loss")  # ignored
         return proto
@@ -565,12 +557,8 @@ def test_write_pipe_peer_closed_with_buffer(loop, pipe):
     rf, wf = pipe
 
     async def main():
-        tr, proto = await write_pipe(wf)
-        tr.write(b"w" * (256 * 1024))
-        assert tr.get_write_buffer_size() > 0
-        await asyncio.sleep(0.01)
-        rf.close()
-        exc = await proto.lost
+        tr, proto, buffered, exc = await peer_closes_after_write(wf, rf.close, b"w" * (256 * 1024))
+        assert buffered > 0
         assert isinstance(exc, BrokenPipeError)
         assert tr.get_write_buffer_size() == 0
         return proto
@@ -602,12 +590,9 @@ def test_write_pipe_rejects_non_bytes(loop, pipe):
     _, wf = pipe
 
     async def main():
-        tr, proto = await write_pipe(wf)
-        try:
+        async with closing_transport(write_pipe(wf)) as (tr, proto):
             with pytest.raises((TypeError, AssertionError)):
                 tr.write("text")
-        finally:
-            await close_write(tr, proto)
 
     run(loop, main())
 
@@ -621,8 +606,7 @@ def test_fifo_write_to_read(loop, fifo):
     rf, wf = fifo
 
     async def main():
-        rtr, rproto = await read_pipe(rf)
-        wtr, wproto = await write_pipe(wf)
+        rtr, rproto, wtr, wproto = await read_and_write_pipes(rf, wf)
         wtr.write(b"through the fifo")
         await rproto.wait_bytes(16)
         assert rproto.data == b"through the fifo"
@@ -639,8 +623,7 @@ def test_fifo_reader_closing_ends_writer(loop, fifo):
     rf, wf = fifo
 
     async def main():
-        rtr, rproto = await read_pipe(rf)
-        wtr, wproto = await write_pipe(wf)
+        rtr, rproto, wtr, wproto = await read_and_write_pipes(rf, wf)
         wtr.write(b"ping")
         await rproto.wait_bytes(4)
         rtr.close()
@@ -658,8 +641,7 @@ def test_fifo_large_transfer(loop, fifo):
     payload = os.urandom(1024 * 1024 + 17)
 
     async def main():
-        rtr, rproto = await read_pipe(rf)
-        wtr, wproto = await write_pipe(wf)
+        rtr, rproto, wtr, wproto = await read_and_write_pipes(rf, wf)
         for i in range(0, len(payload), 100_000):
             wtr.write(payload[i : i + 100_000])
         wtr.close()
@@ -680,8 +662,7 @@ def test_socketpair_read_and_write_pipes(loop, sockpair):
     a, b = sockpair
 
     async def main():
-        rtr, rproto = await read_pipe(a)
-        wtr, wproto = await write_pipe(b)
+        rtr, rproto, wtr, wproto = await read_and_write_pipes(a, b)
         assert rtr.get_extra_info("pipe") is a
         assert wtr.get_extra_info("pipe") is b
         wtr.write(b"sock-data")
@@ -701,12 +682,8 @@ def test_socketpair_peer_close_ends_write_pipe(loop, sockpair):
     a, b = sockpair
 
     async def main():
-        wtr, wproto = await write_pipe(b)
-        wtr.write(b"x")
-        await asyncio.sleep(0.01)
-        assert not wproto.lost.done()
-        a.close()
-        assert await wproto.lost is None
+        _, wproto, _, exc = await peer_closes_after_write(b, a.close, b"x")
+        assert exc is None
         return wproto
 
     wproto = run(loop, main())
@@ -717,12 +694,10 @@ def test_socketpair_peer_close_with_buffer_is_broken_pipe(loop, sockpair):
     a, b = sockpair
 
     async def main():
-        wtr, wproto = await write_pipe(b)
-        wtr.write(b"q" * (4 * 1024 * 1024))
-        assert wtr.get_write_buffer_size() > 0
-        await asyncio.sleep(0.01)
-        a.close()
-        exc = await wproto.lost
+        _, wproto, buffered, exc = await peer_closes_after_write(
+            b, a.close, b"q" * (4 * 1024 * 1024)
+        )
+        assert buffered > 0
         assert isinstance(exc, (BrokenPipeError, ConnectionResetError))
         return wproto
 
@@ -768,8 +743,7 @@ def test_pty_master_read_pipe(loop, pty):
         assert exc.errno == errno.EIO
         return rproto
 
-    errors = []
-    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    errors = capture_exception_contexts(loop)
     try:
         rproto = run(loop, main())
     finally:
@@ -813,8 +787,7 @@ def test_pty_pause_resume_reading(loop, pty):
     pty[0] = -1
 
     async def main():
-        rtr, rproto = await read_pipe(mf)
-        try:
+        async with closing_transport(read_pipe(mf)) as (rtr, rproto):
             rtr.pause_reading()
             os.write(slave, b"held")
             await asyncio.sleep(0.05)
@@ -822,9 +795,6 @@ def test_pty_pause_resume_reading(loop, pty):
             rtr.resume_reading()
             await rproto.wait_bytes(4)
             assert rproto.data == b"held"
-        finally:
-            rtr.close()
-            await rproto.lost
 
     try:
         run(loop, main())

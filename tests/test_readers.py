@@ -1,17 +1,9 @@
 """add_reader, remove_reader, add_writer, remove_writer."""
 
 import os
-import socket
 
 import pytest
-
-
-@pytest.fixture
-def sockpair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
+from conftest import capture_exception_contexts
 
 
 @pytest.fixture
@@ -35,10 +27,15 @@ class FileLike:
         return self._fd
 
 
-def run_briefly(loop, delay=0.05):
-    guard = loop.call_later(delay, loop.stop)
+def run_until_stopped(loop, guard=2):
+    """``run_forever()``; a timer stops the loop after ``guard`` s if nothing else does."""
+    timer = loop.call_later(guard, loop.stop)
     loop.run_forever()
-    guard.cancel()
+    timer.cancel()
+
+
+def run_briefly(loop, delay=0.05):
+    run_until_stopped(loop, delay)
 
 
 def test_add_reader_reads_data(loop, sockpair):
@@ -53,9 +50,7 @@ def test_add_reader_reads_data(loop, sockpair):
 
     assert loop.add_reader(rsock.fileno(), on_readable, "tag") is None
     loop.call_later(0.01, wsock.send, b"hello")
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     assert loop.remove_reader(rsock.fileno()) is True
     assert b"".join(d for _, d in got) == b"hello"
     assert all(tag == "tag" for tag, _ in got)
@@ -72,9 +67,7 @@ def test_reader_is_level_triggered(loop, sockpair):
             loop.stop()
 
     loop.add_reader(rsock, on_readable)
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     loop.remove_reader(rsock)
     assert len(calls) == 5
     # Nobody read the byte: it is still there.
@@ -120,9 +113,7 @@ def test_add_reader_pipe(loop, pipe):
 
     loop.add_reader(r, on_readable)
     loop.call_later(0.01, os.write, w, b"pipe-data")
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     assert loop.remove_reader(r) is True
     assert got == [b"pipe-data"]
 
@@ -138,9 +129,7 @@ def test_add_reader_file_like_object(loop, sockpair):
 
     assert loop.add_reader(obj, on_readable) is None
     wsock.send(b"via fileno()")
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     assert got == [b"via fileno()"]
     assert loop.remove_reader(obj) is True
     assert loop.remove_reader(obj) is False
@@ -156,9 +145,7 @@ def test_add_writer(loop, sockpair):
         loop.stop()
 
     assert loop.add_writer(wsock.fileno(), on_writable, "arg") is None
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     assert calls == ["arg"]
     assert loop.remove_writer(wsock.fileno()) is True
     assert rsock.recv(10) == b"w"
@@ -174,9 +161,7 @@ def test_writer_is_level_triggered(loop, sockpair):
             loop.stop()
 
     loop.add_writer(wsock, on_writable)
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     assert loop.remove_writer(wsock) is True
     assert len(calls) == 3
 
@@ -211,9 +196,7 @@ def test_add_reader_replaces_callback(loop, sockpair):
     loop.add_reader(rsock.fileno(), first)
     loop.add_reader(rsock.fileno(), second)
     wsock.send(b"x")
-    guard = loop.call_later(2, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_until_stopped(loop)
     assert calls == ["second"]
     assert loop.remove_reader(rsock.fileno()) is True
 
@@ -255,8 +238,7 @@ def test_remove_reader_stops_callbacks(loop, sockpair):
 
 def test_reader_exception_goes_to_handler(loop, sockpair):
     rsock, wsock = sockpair
-    contexts = []
-    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    contexts = capture_exception_contexts(loop)
 
     def on_readable():
         loop.remove_reader(rsock.fileno())

@@ -22,6 +22,7 @@ import threading
 import time
 
 import pytest
+from conftest import capture_exception_contexts
 
 SIGUSR1 = signal.SIGUSR1
 SIGUSR2 = signal.SIGUSR2
@@ -114,6 +115,22 @@ def kill_later(sig, delay, sent_at):
     return thread
 
 
+def stopping_handler(loop, calls):
+    """A signal handler that appends its args (a tuple) to ``calls`` and stops ``loop``."""
+
+    def handler(*args):
+        calls.append(args)
+        loop.stop()
+
+    return handler
+
+
+def raise_and_run(loop, sig):
+    """Raise ``sig`` from a loop callback and run the loop; True if the watchdog fired."""
+    loop.call_soon(signal.raise_signal, sig)
+    return run_with_watchdog(loop)
+
+
 def assert_installed(sig):
     handler = signal.getsignal(sig)
     assert callable(handler), handler
@@ -157,7 +174,7 @@ def test_handler_runs_promptly_while_loop_is_idle(loop, when):
     threads[0].join()
 
     assert sent_at, "the signal was never sent"
-    assert not stopped_by_watchdog, "handler did not run within %.1f s" % WATCHDOG
+    assert not stopped_by_watchdog, f"handler did not run within {WATCHDOG:.1f} s"
     assert len(calls) == 1
     args, handled_at, in_main_thread, running_loop_ok = calls[0]
     assert args == ("a", 42)
@@ -192,14 +209,8 @@ def test_handler_is_a_loop_callback_not_a_signal_handler(loop):
 
 def test_handler_without_args(loop):
     calls = []
-
-    def handler(*args):
-        calls.append(args)
-        loop.stop()
-
-    loop.add_signal_handler(SIGUSR2, handler)
-    loop.call_soon(signal.raise_signal, SIGUSR2)
-    assert not run_with_watchdog(loop)
+    loop.add_signal_handler(SIGUSR2, stopping_handler(loop, calls))
+    assert not raise_and_run(loop, SIGUSR2)
     assert calls == [()]
 
 
@@ -284,8 +295,7 @@ def test_handler_runs_in_context_copied_at_add_time(loop):
     var.set("at-add")
     loop.add_signal_handler(SIGUSR1, handler)
     var.set("after-add")
-    loop.call_soon(signal.raise_signal, SIGUSR1)
-    assert not run_with_watchdog(loop)
+    assert not raise_and_run(loop, SIGUSR1)
     # First run: the value when add_signal_handler was called, not the later one.
     # Second run: the context was copied once, so the handler's own change persists
     # (the same Handle, hence the same Context, is reused for every delivery).
@@ -382,8 +392,7 @@ def test_replacing_the_handler_of_a_signal(loop):
     loop.add_signal_handler(SIGUSR1, old, "o")
     loop.add_signal_handler(SIGUSR1, new, "n")
     assert_installed(SIGUSR1)
-    loop.call_soon(signal.raise_signal, SIGUSR1)
-    assert not run_with_watchdog(loop)
+    assert not raise_and_run(loop, SIGUSR1)
     assert calls == [("new", ("n",))]
     # One entry per signal: removed once.
     assert loop.remove_signal_handler(SIGUSR1) is True
@@ -438,21 +447,15 @@ def test_sigint_handler_replaces_keyboard_interrupt(loop):
     """With a handler, SIGINT runs it instead of raising KeyboardInterrupt; after
     removal SIGINT raises KeyboardInterrupt again."""
     calls = []
-
-    def handler():
-        calls.append("sigint")
-        loop.stop()
-
-    loop.add_signal_handler(signal.SIGINT, handler)
-    loop.call_soon(signal.raise_signal, signal.SIGINT)
-    assert not run_with_watchdog(loop)  # no KeyboardInterrupt escaped
-    assert calls == ["sigint"]
+    loop.add_signal_handler(signal.SIGINT, stopping_handler(loop, calls), "sigint")
+    assert not raise_and_run(loop, signal.SIGINT)  # no KeyboardInterrupt escaped
+    assert calls == [("sigint",)]
 
     assert loop.remove_signal_handler(signal.SIGINT) is True
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
-    assert calls == ["sigint"]
+    assert calls == [("sigint",)]
 
 
 def test_removed_handler_does_not_run(loop):
@@ -483,8 +486,7 @@ def test_remove_from_handler_while_running_leaves_no_wakeup_fd(loop):
 
     loop.add_signal_handler(SIGUSR1, handler)
     assert _get_wakeup_fd() != -1
-    loop.call_soon(signal.raise_signal, SIGUSR1)
-    assert not run_with_watchdog(loop)
+    assert not raise_and_run(loop, SIGUSR1)
     assert calls == [True]
     assert signal.getsignal(SIGUSR1) is signal.SIG_DFL
     assert _get_wakeup_fd() == -1
@@ -507,24 +509,24 @@ def test_remove_all_handlers_clears_wakeup_fd(loop):
 # --------------------------------------------------------------------------
 
 
+def assert_add_and_remove_raise(loop, sig, exc_type, message):
+    """add_signal_handler and remove_signal_handler both raise exactly ``exc_type(message)``."""
+    with pytest.raises(exc_type) as info:
+        loop.add_signal_handler(sig, lambda: None)
+    assert str(info.value) == message
+    with pytest.raises(exc_type) as info:
+        loop.remove_signal_handler(sig)
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize("sig", ["SIGUSR1", 1.0, None, b"\x0a"], ids=["str", "float", "None", "bytes"])
 def test_non_int_signal_is_type_error(loop, sig):
-    with pytest.raises(TypeError) as info:
-        loop.add_signal_handler(sig, lambda: None)
-    assert str(info.value) == f"sig must be an int, not {sig!r}"
-    with pytest.raises(TypeError) as info:
-        loop.remove_signal_handler(sig)
-    assert str(info.value) == f"sig must be an int, not {sig!r}"
+    assert_add_and_remove_raise(loop, sig, TypeError, f"sig must be an int, not {sig!r}")
 
 
 @pytest.mark.parametrize("sig", [0, -1, signal.NSIG, 1000], ids=["0", "-1", "NSIG", "1000"])
 def test_invalid_signal_number_is_value_error(loop, sig):
-    with pytest.raises(ValueError) as info:
-        loop.add_signal_handler(sig, lambda: None)
-    assert str(info.value) == f"invalid signal number {sig}"
-    with pytest.raises(ValueError) as info:
-        loop.remove_signal_handler(sig)
-    assert str(info.value) == f"invalid signal number {sig}"
+    assert_add_and_remove_raise(loop, sig, ValueError, f"invalid signal number {sig}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["SIGKILL", "SIGSTOP"])
@@ -542,18 +544,12 @@ def test_uncatchable_signal_is_runtime_error(loop, sig):
 
 def test_uncatchable_signal_keeps_other_handlers_working(loop):
     calls = []
-
-    def handler():
-        calls.append("usr1")
-        loop.stop()
-
-    loop.add_signal_handler(SIGUSR1, handler)
+    loop.add_signal_handler(SIGUSR1, stopping_handler(loop, calls), "usr1")
     with pytest.raises(RuntimeError, match=f"^sig {int(signal.SIGKILL)} cannot be caught$"):
         loop.add_signal_handler(signal.SIGKILL, lambda: None)
     assert _get_wakeup_fd() != -1
-    loop.call_soon(signal.raise_signal, SIGUSR1)
-    assert not run_with_watchdog(loop)
-    assert calls == ["usr1"]
+    assert not raise_and_run(loop, SIGUSR1)
+    assert calls == [("usr1",)]
 
 
 async def _coro_func():
@@ -668,7 +664,7 @@ def test_sigchld_from_a_real_child(loop):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-    assert not stopped_by_watchdog, "no SIGCHLD handled within %.1f s" % WATCHDOG
+    assert not stopped_by_watchdog, f"no SIGCHLD handled within {WATCHDOG:.1f} s"
     assert calls and set(calls) == {"chld"}
     assert procs[0].returncode == 0
     assert loop.remove_signal_handler(signal.SIGCHLD) is True
@@ -707,15 +703,9 @@ def test_close_removes_handlers(loop):
 
 def test_close_after_signal_received_in_run(loop):
     calls = []
-
-    def handler():
-        calls.append("usr2")
-        loop.stop()
-
-    loop.add_signal_handler(SIGUSR2, handler)
-    loop.call_soon(signal.raise_signal, SIGUSR2)
-    assert not run_with_watchdog(loop)
-    assert calls == ["usr2"]
+    loop.add_signal_handler(SIGUSR2, stopping_handler(loop, calls), "usr2")
+    assert not raise_and_run(loop, SIGUSR2)
+    assert calls == [("usr2",)]
     loop.close()
     assert signal.getsignal(SIGUSR2) is signal.SIG_DFL
     assert _get_wakeup_fd() == -1
@@ -744,8 +734,7 @@ def test_handler_exception_goes_to_exception_handler(loop):
 
     loop.set_exception_handler(exc_handler)
     loop.add_signal_handler(SIGUSR1, handler, "arg")
-    loop.call_soon(signal.raise_signal, SIGUSR1)
-    assert not run_with_watchdog(loop)
+    assert not raise_and_run(loop, SIGUSR1)
     assert calls == ["arg", "arg"]
     assert len(contexts) == 1
     lp, context = contexts[0]
@@ -758,8 +747,7 @@ def test_handler_exception_goes_to_exception_handler(loop):
 
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 def test_handler_base_exception_propagates_from_run_forever(loop, exc_type):
-    contexts = []
-    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    contexts = capture_exception_contexts(loop)
 
     def handler():
         raise exc_type("out")

@@ -1,7 +1,6 @@
 """Low-level socket coroutines: sock_recv*, sock_send*, sock_connect, sock_accept,
 sock_sendfile. Real sockets only."""
 
-import array
 import asyncio
 import errno
 import io
@@ -11,6 +10,7 @@ import struct
 import tempfile
 
 import pytest
+from conftest import pattern, temporary_file
 
 TIMEOUT = 1.5
 
@@ -64,27 +64,11 @@ def udp_pair(sockets):
     return a, b
 
 
-@pytest.fixture
-def short_tmp():
-    """A short directory (AF_UNIX paths are limited to ~107 bytes)."""
-    d = tempfile.mkdtemp(prefix="rose-")
-    yield d
-    for name in os.listdir(d):
-        os.unlink(os.path.join(d, name))
-    os.rmdir(d)
-
-
 def refused_address(sockets):
     """A TCP address with a bound socket that is not listening: connecting is refused."""
     s = sockets(socket.socket())
     s.bind(("127.0.0.1", 0))
     return s.getsockname()
-
-
-def pattern(n):
-    """n bytes of consecutive 32-bit counters: a lost or reordered byte shows."""
-    words = array.array("I", range((n + 3) // 4)).tobytes()
-    return words[:n]
 
 
 # ----------------------------------------------------------------------------------------
@@ -465,9 +449,7 @@ def test_sock_sendfile_rejects_blocking_socket_in_debug(loop, tcp_pair):
     loop.set_debug(True)
     client, conn = tcp_pair
     client.setblocking(True)
-    with tempfile.TemporaryFile() as f:
-        f.write(b"not sent")
-        f.seek(0)
+    with temporary_file(b"not sent") as f:
         with pytest.raises(ValueError, match="the socket must be non-blocking"):
             run(loop, loop.sock_sendfile(client, f))
         assert f.tell() == 0
@@ -594,9 +576,7 @@ DATA = pattern(256 * 1024 + 17)
 
 @pytest.fixture
 def datafile():
-    with tempfile.TemporaryFile() as f:
-        f.write(DATA)
-        f.seek(0)
+    with temporary_file(DATA) as f:
         yield f
 
 
@@ -607,17 +587,21 @@ async def read_all(loop, sock):
     return b"".join(chunks)
 
 
+async def sendfile_and_read(loop, sender, receiver, file, *args, **kwargs):
+    """``sock_sendfile`` from ``sender`` (then SHUT_WR) while ``receiver`` reads to EOF.
+
+    Returns (bytes sent, bytes received).
+    """
+    reader = asyncio.ensure_future(read_all(loop, receiver))
+    sent = await loop.sock_sendfile(sender, file, *args, **kwargs)
+    sender.shutdown(socket.SHUT_WR)
+    return sent, await reader
+
+
 @pytest.mark.parametrize("fallback", [True, False])
 def test_sock_sendfile_whole_file(loop, tcp_pair, datafile, fallback):
     client, conn = tcp_pair
-
-    async def main():
-        reader = asyncio.ensure_future(read_all(loop, conn))
-        sent = await loop.sock_sendfile(client, datafile, fallback=fallback)
-        client.shutdown(socket.SHUT_WR)
-        return sent, await reader
-
-    sent, received = run(loop, main())
+    sent, received = run(loop, sendfile_and_read(loop, client, conn, datafile, fallback=fallback))
     assert sent == len(DATA)
     assert received == DATA
     assert datafile.tell() == len(DATA)
@@ -625,15 +609,10 @@ def test_sock_sendfile_whole_file(loop, tcp_pair, datafile, fallback):
 
 def test_sock_sendfile_offset_and_count(loop, tcp_pair, datafile):
     client, conn = tcp_pair
-
-    async def main():
-        reader = asyncio.ensure_future(read_all(loop, conn))
-        # fallback=False: this must take the zero-copy os.sendfile path.
-        sent = await loop.sock_sendfile(client, datafile, 1000, 100_000, fallback=False)
-        client.shutdown(socket.SHUT_WR)
-        return sent, await reader
-
-    sent, received = run(loop, main())
+    # fallback=False: this must take the zero-copy os.sendfile path.
+    sent, received = run(
+        loop, sendfile_and_read(loop, client, conn, datafile, 1000, 100_000, fallback=False)
+    )
     assert sent == 100_000
     assert received == DATA[1000:101_000]
     # The file position is moved past what was sent, as with a read().
@@ -642,39 +621,21 @@ def test_sock_sendfile_offset_and_count(loop, tcp_pair, datafile):
 
 def test_sock_sendfile_count_past_eof(loop, tcp_pair, datafile):
     client, conn = tcp_pair
-
-    async def main():
-        reader = asyncio.ensure_future(read_all(loop, conn))
-        sent = await loop.sock_sendfile(client, datafile, len(DATA) - 10, 1000)
-        client.shutdown(socket.SHUT_WR)
-        return sent, await reader
-
-    sent, received = run(loop, main())
+    sent, received = run(
+        loop, sendfile_and_read(loop, client, conn, datafile, len(DATA) - 10, 1000)
+    )
     assert sent == 10
     assert received == DATA[-10:]
 
 
 def test_sock_sendfile_offset_at_eof_sends_nothing(loop, tcp_pair, datafile):
     client, conn = tcp_pair
-
-    async def main():
-        sent = await loop.sock_sendfile(client, datafile, len(DATA))
-        client.shutdown(socket.SHUT_WR)
-        return sent, await read_all(loop, conn)
-
-    assert run(loop, main()) == (0, b"")
+    assert run(loop, sendfile_and_read(loop, client, conn, datafile, len(DATA))) == (0, b"")
 
 
 def test_sock_sendfile_unix_socket(loop, pair, datafile):
     a, b = pair
-
-    async def main():
-        reader = asyncio.ensure_future(read_all(loop, b))
-        sent = await loop.sock_sendfile(a, datafile, 5, 5000)
-        a.shutdown(socket.SHUT_WR)
-        return sent, await reader
-
-    sent, received = run(loop, main())
+    sent, received = run(loop, sendfile_and_read(loop, a, b, datafile, 5, 5000))
     assert sent == 5000
     assert received == DATA[5:5005]
 
@@ -683,13 +644,7 @@ def test_sock_sendfile_bytesio_falls_back(loop, tcp_pair):
     client, conn = tcp_pair
     f = io.BytesIO(DATA)
 
-    async def main():
-        reader = asyncio.ensure_future(read_all(loop, conn))
-        sent = await loop.sock_sendfile(client, f, 7, 70_000)
-        client.shutdown(socket.SHUT_WR)
-        return sent, await reader
-
-    sent, received = run(loop, main())
+    sent, received = run(loop, sendfile_and_read(loop, client, conn, f, 7, 70_000))
     assert sent == 70_000
     assert received == DATA[7:70_007]
     assert f.tell() == 70_007

@@ -1,7 +1,6 @@
 """Transports, servers and streams: create_server/create_connection, the Unix variants,
 asyncio streams, flow control, TLS, start_tls and loop.sendfile. Real sockets only."""
 
-import array
 import asyncio
 import errno
 import hashlib
@@ -11,21 +10,16 @@ import socket
 import ssl
 import stat
 import struct
-import tempfile
 
 import pytest
 import trustme
+from conftest import capture_exception_contexts, pattern, temporary_file
 
 TIMEOUT = 1.5
 
 
 def run(loop, coro, timeout=TIMEOUT):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-
-def pattern(n):
-    """n bytes of consecutive 32-bit counters: a lost or reordered byte shows."""
-    return array.array("I", range((n + 3) // 4)).tobytes()[:n]
 
 
 # ----------------------------------------------------------------------------------------
@@ -122,19 +116,17 @@ async def closed(server):
     await server.wait_closed()
 
 
+async def hang_up(transport, client, collector, server):
+    """Close the client side, wait for connection_lost on both sides, close the server."""
+    transport.close()
+    await client.lost
+    await collector.all_lost()
+    await closed(server)
+
+
 # ----------------------------------------------------------------------------------------
 # TCP / Unix endpoints
 # ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def short_tmp():
-    """A short directory (AF_UNIX paths are limited to ~107 bytes)."""
-    d = tempfile.mkdtemp(prefix="rose-")
-    yield d
-    for name in os.listdir(d):
-        os.unlink(os.path.join(d, name))
-    os.rmdir(d)
 
 
 class Net:
@@ -186,6 +178,27 @@ def net(request, short_tmp):
     return Net(request.param, short_tmp)
 
 
+async def eof_then_server_closes(transport, client, srv, server):
+    """The client sends EOF, the server closes on it; wait for both sides, close the server."""
+    transport.write_eof()
+    await srv.eof
+    srv.transport.close()
+    await client.lost
+    await srv.lost
+    await closed(server)
+
+
+async def serve_and_connect(net):
+    """A ``Collector`` server and a ``Recorder`` client connected to it.
+
+    Returns (collector, server, client transport, client protocol).
+    """
+    collector = Collector()
+    server = await net.server(collector)
+    transport, client = await net.connect(Recorder, server)
+    return collector, server, transport, client
+
+
 @pytest.fixture
 def sockets():
     """Register raw sockets to close at teardown."""
@@ -213,10 +226,7 @@ def test_protocol_echo(loop, net):
         transport.write(b"hello ")
         transport.writelines([b"wor", bytearray(b"ld"), memoryview(b"!")])
         await client.wait_bytes(12)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return transport, client, collector.protocols
 
     transport, client, servers = run(loop, main())
@@ -243,10 +253,7 @@ def test_protocol_echo_large_payload(loop, net):
         for i in range(0, len(payload), 100_000):
             transport.write(payload[i : i + 100_000])
         got = await client.wait_bytes(len(payload))
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return got
 
     assert run(loop, main()) == payload
@@ -305,9 +312,7 @@ def test_transport_repr(loop, net):
     """The repr shows the fd and whether the loop polls it for reading/writing."""
 
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         srv = await collector.first()
         srv.transport.pause_reading()  # so that the client's writes back up
         fd = transport.get_extra_info("socket").fileno()
@@ -341,9 +346,7 @@ def test_transport_repr(loop, net):
 
 def test_get_extra_info(loop, net):
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         peer = await collector.first()
         await peer.made
         info = {
@@ -364,10 +367,7 @@ def test_get_extra_info(loop, net):
         if not net.is_unix:
             details["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         server_name = server.sockets[0].getsockname()
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return info, details, server_name
 
     info, details, server_name = run(loop, main())
@@ -579,6 +579,23 @@ def test_buffered_protocol_both_sides(loop, net):
     assert srv.lost_calls == client.lost_calls == [None]
 
 
+async def server_protocol_fails(net, cls, data):
+    """Connect to a server whose ``cls`` protocol fails on ``data``.
+
+    Returns (the server's connection_lost exception, server protocol, client protocol).
+    """
+    collector = Collector(cls)
+    server = await net.server(collector)
+    transport, client = await net.connect(Recorder, server)
+    transport.write(data)
+    srv = await collector.first()
+    exc = await srv.lost
+    await client.lost
+    transport.close()
+    await closed(server)
+    return exc, srv, client
+
+
 def test_buffered_protocol_empty_buffer_is_fatal(loop, net):
     """get_buffer() returning an empty buffer is a fatal error of the transport."""
 
@@ -586,21 +603,8 @@ def test_buffered_protocol_empty_buffer_is_fatal(loop, net):
         def get_buffer(self, sizehint):
             return bytearray()
 
-    async def main():
-        collector = Collector(Empty)
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
-        transport.write(b"boom")
-        srv = await collector.first()
-        lost = await srv.lost
-        await client.lost
-        transport.close()
-        await closed(server)
-        return lost, srv, client
-
-    handler_calls = []
-    loop.set_exception_handler(lambda lp, ctx: handler_calls.append(ctx))
-    lost, srv, client = run(loop, main())
+    handler_calls = capture_exception_contexts(loop)
+    lost, srv, client = run(loop, server_protocol_fails(net, Empty, b"boom"))
     assert isinstance(lost, RuntimeError)
     assert "get_buffer() returned an empty buffer" in str(lost)
     assert srv.lost_calls == [lost]
@@ -646,9 +650,7 @@ def test_write_eof_half_close(loop, net):
 
 def test_connection_lost_once_on_repeated_close_and_abort(loop, net):
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         transport.close()
         transport.close()
         transport.abort()
@@ -734,8 +736,7 @@ def test_connection_lost_with_write_error(loop, net, sockets):
         await closed(server)
         return exc, srv
 
-    handler_calls = []
-    loop.set_exception_handler(lambda lp, ctx: handler_calls.append(ctx))
+    handler_calls = capture_exception_contexts(loop)
     exc, srv = run(loop, main())
     assert isinstance(exc, (BrokenPipeError, ConnectionResetError))
     assert srv.lost_calls == [exc]
@@ -749,21 +750,8 @@ def test_exception_in_data_received_closes_transport(loop, net):
         def data_received(self, data):
             raise ZeroDivisionError("bad protocol")
 
-    async def main():
-        collector = Collector(Bad)
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
-        transport.write(b"trigger")
-        srv = await collector.first()
-        exc = await srv.lost
-        await client.lost
-        transport.close()
-        await closed(server)
-        return exc, srv, client
-
-    handler_calls = []
-    loop.set_exception_handler(lambda lp, ctx: handler_calls.append(ctx))
-    exc, srv, client = run(loop, main())
+    handler_calls = capture_exception_contexts(loop)
+    exc, srv, client = run(loop, server_protocol_fails(net, Bad, b"trigger"))
     assert isinstance(exc, ZeroDivisionError)
     assert srv.lost_calls == [exc]
     assert client.lost_calls == [None]
@@ -779,9 +767,7 @@ def test_exception_in_data_received_closes_transport(loop, net):
 
 def test_pause_and_resume_reading(loop, net):
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         srv = await collector.first()
         states = [transport.is_reading()]
         transport.pause_reading()
@@ -866,12 +852,7 @@ def test_write_buffer_limits_and_flow_control(loop, net):
         paused_size = transport.get_write_buffer_size()
         srv.transport.resume_reading()
         await client.resumed
-        transport.write_eof()
-        await srv.eof
-        srv.transport.close()
-        await client.lost
-        await srv.lost
-        await closed(server)
+        await eof_then_server_closes(transport, client, srv, server)
         return defaults, limits, client.flow, paused_size, total, sent.digest(), srv
 
     defaults, limits, flow, paused_size, total, digest, srv = run(loop, main())
@@ -1003,10 +984,7 @@ def test_start_serving_false(loop, net):
         transport, client = await net.connect(Recorder, server)
         transport.write(b"now")
         await client.wait_bytes(3)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return not_yet, serving
 
     assert run(loop, main()) == (False, True)
@@ -1117,10 +1095,7 @@ def test_server_with_sock(loop, net, sockets):
         transport, client = await net.connect(Recorder, server)
         transport.write(b"via sock=")
         await client.wait_bytes(9)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return same, lsock.fileno()
 
     same, fd_after = run(loop, main())
@@ -1199,10 +1174,7 @@ def test_create_connection_local_addr(loop):
         srv = await collector.first()
         await srv.made
         seen = srv.transport.get_extra_info("peername")
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return local, seen
 
     local, seen = run(loop, main())
@@ -1247,6 +1219,21 @@ def test_unix_abstract_namespace(loop, short_tmp):
     assert not os.path.exists(name[1:])
 
 
+async def unix_echo_once(loop, path, data):
+    """Echo ``data`` once through a Unix server at ``path``: (server sockname, echoed bytes)."""
+    collector = Collector(echo=True)
+    server = await loop.create_unix_server(collector, path)
+    transport, client = await loop.create_unix_connection(Recorder, path)
+    transport.write(data)
+    await client.wait_bytes(len(data))
+    transport.close()
+    await client.lost
+    await collector.all_lost()
+    name = server.sockets[0].getsockname()
+    await closed(server)
+    return name, bytes(client.data)
+
+
 def test_unix_stale_socket_file_is_replaced(loop, short_tmp):
     path = os.path.join(short_tmp, "stale")
     stale = socket.socket(socket.AF_UNIX)
@@ -1254,20 +1241,7 @@ def test_unix_stale_socket_file_is_replaced(loop, short_tmp):
     stale.close()
     assert stat.S_ISSOCK(os.stat(path).st_mode)
 
-    async def main():
-        collector = Collector(echo=True)
-        server = await loop.create_unix_server(collector, path)
-        transport, client = await loop.create_unix_connection(Recorder, path)
-        transport.write(b"fresh")
-        await client.wait_bytes(5)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        name = server.sockets[0].getsockname()
-        await closed(server)
-        return name, bytes(client.data)
-
-    assert run(loop, main()) == (path, b"fresh")
+    assert run(loop, unix_echo_once(loop, path, b"fresh")) == (path, b"fresh")
 
 
 def test_unix_server_refuses_to_replace_regular_file(loop, short_tmp):
@@ -1286,20 +1260,7 @@ def test_unix_server_pathlike(loop, short_tmp):
 
     path = pathlib.Path(short_tmp) / "pl"
 
-    async def main():
-        collector = Collector(echo=True)
-        server = await loop.create_unix_server(collector, path)
-        transport, client = await loop.create_unix_connection(Recorder, path)
-        transport.write(b"p")
-        await client.wait_bytes(1)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        name = server.sockets[0].getsockname()
-        await closed(server)
-        return name
-
-    assert run(loop, main()) == str(path)
+    assert run(loop, unix_echo_once(loop, path, b"p")) == (str(path), b"p")
 
 
 # ----------------------------------------------------------------------------------------
@@ -1356,10 +1317,7 @@ def test_tls_echo_and_extra_info(loop, net, tls):
             "server_side": (info["ssl_object"].server_side, server_info["ssl_object"].server_side),
             "hostname": info["ssl_object"].server_hostname,
         }
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return client, collector.protocols[0], info, server_info, extra
 
     client, srv, info, server_info, extra = run(loop, main())
@@ -1396,10 +1354,7 @@ def test_tls_client_certificate(loop, tls):
         await client.wait_bytes(6)
         srv = await collector.first()
         peercert = srv.transport.get_extra_info("peercert")
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return peercert
 
     peercert = run(loop, main())
@@ -1617,18 +1572,14 @@ FILE_DATA = pattern(300 * 1024 + 3)
 
 @pytest.fixture
 def datafile():
-    with tempfile.TemporaryFile() as f:
-        f.write(FILE_DATA)
-        f.seek(0)
+    with temporary_file(FILE_DATA) as f:
         yield f
 
 
 @pytest.mark.parametrize("fallback", [False, True])
 def test_loop_sendfile_plain_transport(loop, net, datafile, fallback):
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         srv = await collector.first()
         transport.write(b"head:")
         sent = await loop.sendfile(transport, datafile, 100, 200_000, fallback=fallback)
@@ -1653,17 +1604,10 @@ def test_loop_sendfile_plain_transport(loop, net, datafile, fallback):
 
 def test_loop_sendfile_whole_file(loop, net, datafile):
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         srv = await collector.first()
         sent = await loop.sendfile(transport, datafile)
-        transport.write_eof()
-        await srv.eof
-        srv.transport.close()
-        await client.lost
-        await srv.lost
-        await closed(server)
+        await eof_then_server_closes(transport, client, srv, server)
         return sent, bytes(srv.data)
 
     sent, data = run(loop, main())
@@ -1683,10 +1627,7 @@ def test_loop_sendfile_over_tls(loop, tls, datafile):
             await loop.sendfile(transport, datafile, fallback=False)
         sent = await loop.sendfile(transport, datafile, 10, 50_000)
         await srv.wait_bytes(50_000)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return sent, bytes(srv.data)
 
     sent, data = run(loop, main())
@@ -1755,9 +1696,7 @@ def test_sequential_connections_reuse_fds(loop, net):
 
 def test_fd_of_transport_is_protected(loop, net):
     async def main():
-        collector = Collector()
-        server = await net.server(collector)
-        transport, client = await net.connect(Recorder, server)
+        collector, server, transport, client = await serve_and_connect(net)
         fd = transport.get_extra_info("socket").fileno()
         errors = []
         for call in (
@@ -1774,10 +1713,7 @@ def test_fd_of_transport_is_protected(loop, net):
         srv = await collector.first()
         srv.transport.write(b"ok")
         await client.wait_bytes(2)
-        transport.close()
-        await client.lost
-        await collector.all_lost()
-        await closed(server)
+        await hang_up(transport, client, collector, server)
         return fd, errors
 
     fd, errors = run(loop, main())

@@ -9,6 +9,7 @@ import sys
 import threading
 
 import pytest
+from conftest import closing_transport
 
 TIMEOUT = 1.8
 PIPE = asyncio.subprocess.PIPE
@@ -239,20 +240,12 @@ def test_many_concurrent_processes(loop):
 
 def test_stderr_stdout_has_no_stderr_pipe_transport(loop):
     async def main():
-        lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_exec(
-            SubRecorder,
-            *py("import sys; print('o'); sys.stderr.write('e')"),
-            stdin=DEVNULL,
-            stdout=PIPE,
-            stderr=STDOUT,
-        )
-        try:
+        code = "import sys; print('o'); sys.stderr.write('e')"
+        connect = sub_exec(code, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT)
+        async with closing_transport(connect, wait_lost=False) as (tr, proto):
             assert tr.get_pipe_transport(1) is not None
             assert tr.get_pipe_transport(2) is None
             await proto.lost
-        finally:
-            tr.close()
         return proto
 
     proto = run(loop, main())
@@ -702,6 +695,11 @@ class SubRecorder(asyncio.SubprocessProtocol):
         self.lost.set_result(exc)
 
 
+def sub_exec(code, factory=SubRecorder, **kwargs):
+    """loop.subprocess_exec(factory, python -c code, **kwargs), as a coroutine."""
+    return asyncio.get_running_loop().subprocess_exec(factory, *py(code), **kwargs)
+
+
 def test_subprocess_exec_transport(loop):
     code = (
         "import sys; data = sys.stdin.buffer.read(); sys.stdout.buffer.write(data[::-1]); "
@@ -709,11 +707,8 @@ def test_subprocess_exec_transport(loop):
     )
 
     async def main():
-        lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_exec(
-            SubRecorder, *py(code), stdin=PIPE, stdout=PIPE, stderr=PIPE
-        )
-        try:
+        connect = sub_exec(code, stdin=PIPE, stdout=PIPE, stderr=PIPE)
+        async with closing_transport(connect, wait_lost=False) as (tr, proto):
             assert proto.transport is tr
             assert tr.get_protocol() is proto
             pid = tr.get_pid()
@@ -732,8 +727,6 @@ def test_subprocess_exec_transport(loop):
             assert await proto.lost is None
             assert tr.get_returncode() == 5
             assert tr.get_pid() == pid
-        finally:
-            tr.close()
         return proto
 
     proto = run(loop, main())
@@ -748,22 +741,13 @@ def test_subprocess_exec_transport(loop):
 
 def test_subprocess_exec_without_pipes(loop):
     async def main():
-        lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_exec(
-            SubRecorder,
-            *py("import sys; sys.exit(9)"),
-            stdin=DEVNULL,
-            stdout=DEVNULL,
-            stderr=DEVNULL,
-        )
-        try:
+        connect = sub_exec("import sys; sys.exit(9)", stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+        async with closing_transport(connect, wait_lost=False) as (tr, proto):
             for fd in (0, 1, 2):
                 assert tr.get_pipe_transport(fd) is None
             await proto.exited
             assert tr.get_returncode() == 9
             assert await proto.lost is None
-        finally:
-            tr.close()
         return proto
 
     proto = run(loop, main())
@@ -773,7 +757,7 @@ def test_subprocess_exec_without_pipes(loop):
 def test_subprocess_shell_transport(loop):
     async def main():
         lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_shell(
+        shell = lp.subprocess_shell(
             SubRecorder,
             "echo shell-$ROSE_T; echo oops >&2; exit 4",
             stdin=DEVNULL,
@@ -781,12 +765,10 @@ def test_subprocess_shell_transport(loop):
             stderr=PIPE,
             env={"ROSE_T": "ok", "PATH": os.defpath},
         )
-        try:
+        async with closing_transport(shell, wait_lost=False) as (tr, proto):
             assert tr.get_pipe_transport(0) is None
             assert await proto.lost is None
             assert tr.get_returncode() == 4
-        finally:
-            tr.close()
         return proto
 
     proto = run(loop, main())
@@ -797,15 +779,9 @@ def test_subprocess_shell_transport(loop):
 
 def test_subprocess_transport_repr(loop):
     async def main():
-        lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_exec(
-            SubRecorder,
-            *py("import sys; sys.stdin.read()"),
-            stdin=PIPE,
-            stdout=PIPE,
-            stderr=DEVNULL,
-        )
-        try:
+        code = "import sys; sys.stdin.read()"
+        connect = sub_exec(code, stdin=PIPE, stdout=PIPE, stderr=DEVNULL)
+        async with closing_transport(connect, wait_lost=False) as (tr, proto):
             pid = tr.get_pid()
             stdin_fd = tr.get_pipe_transport(0).get_extra_info("pipe").fileno()
             stdout_fd = tr.get_pipe_transport(1).get_extra_info("pipe").fileno()
@@ -817,8 +793,6 @@ def test_subprocess_transport_repr(loop):
             tr.get_pipe_transport(0).close()
             await proto.lost
             assert repr(tr).startswith(f"<_UnixSubprocessTransport pid={pid} returncode=0 ")
-        finally:
-            tr.close()
         assert repr(tr).startswith(f"<_UnixSubprocessTransport closed pid={pid} returncode=0")
 
     run(loop, main())
@@ -826,13 +800,10 @@ def test_subprocess_transport_repr(loop):
 
 def test_transport_send_signal_and_terminate(loop):
     async def main():
-        lp = asyncio.get_running_loop()
         results = []
         for action in ("send_signal", "terminate", "kill"):
-            tr, proto = await lp.subprocess_exec(
-                SubRecorder, *py(SLEEPER), stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL
-            )
-            try:
+            sleeper = sub_exec(SLEEPER, stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL)
+            async with closing_transport(sleeper, wait_lost=False) as (tr, proto):
                 while b"\n" not in proto.data[1]:
                     await asyncio.sleep(0.005)
                 if action == "send_signal":
@@ -844,8 +815,6 @@ def test_transport_send_signal_and_terminate(loop):
                 # The process is gone and reaped: no more signals.
                 with pytest.raises(ProcessLookupError):
                     tr.kill()
-            finally:
-                tr.close()
         return results
 
     # An unhandled KeyboardInterrupt makes python die of SIGINT itself.
@@ -857,10 +826,7 @@ def test_transport_send_signal_and_terminate(loop):
 
 def test_transport_close_kills_running_process(loop):
     async def main():
-        lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_exec(
-            SubRecorder, *py(SLEEPER), stdin=PIPE, stdout=PIPE, stderr=DEVNULL
-        )
+        tr, proto = await sub_exec(SLEEPER, stdin=PIPE, stdout=PIPE, stderr=DEVNULL)
         while b"\n" not in proto.data[1]:
             await asyncio.sleep(0.005)
         pid = tr.get_pid()
@@ -894,19 +860,14 @@ def test_subprocess_protocol_stdin_flow_control(loop):
             self.resumes += 1
 
     async def main():
-        lp = asyncio.get_running_loop()
-        tr, proto = await lp.subprocess_exec(
-            Proto, *py(code), stdin=PIPE, stdout=PIPE, stderr=DEVNULL
-        )
-        try:
+        connect = sub_exec(code, Proto, stdin=PIPE, stdout=PIPE, stderr=DEVNULL)
+        async with closing_transport(connect, wait_lost=False) as (tr, proto):
             stdin = tr.get_pipe_transport(0)
             stdin.write(data)
             assert stdin.get_write_buffer_size() > 0
             assert proto.pauses == 1
             stdin.close()
             assert await proto.lost is None
-        finally:
-            tr.close()
         return proto
 
     proto = run(loop, main())

@@ -6,6 +6,7 @@ import gc
 import sys
 
 import pytest
+from conftest import capture_exception_contexts
 
 # -- futures and tasks ------------------------------------------------------------------
 
@@ -180,8 +181,7 @@ def test_shutdown_asyncgens_closes_unfinished(loop):
 
 
 def test_shutdown_asyncgens_reports_errors(loop):
-    contexts = []
-    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    contexts = capture_exception_contexts(loop)
 
     async def bad_agen():
         try:

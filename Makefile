@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SO := rose/_rose$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: help install dev release test test-rust test-python test-debug tulip bench lint stubtest clean
+.PHONY: help install dev release test test-rust test-python test-debug tulip bench bench-echo lint stubtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ tulip:  ## CPython's test_asyncio against rose (and `make tulip LOOP=asyncio`)
 bench: release  ## micro-benchmarks: asyncio, uvloop, rloop and rose side by side
 	$(PYTHON) -m pip install -q uvloop rloop matplotlib
 	$(PYTHON) benchmarks/micro.py
+
+bench-echo: release  ## echo servers (protocol, streams, sock_*) under the Rust load generator, with the tokio floor
+	$(PYTHON) -m pip install -q uvloop rloop
+	$(PYTHON) benchmarks/echo.py
 
 lint:  ## rustfmt, clippy, ruff
 	cargo fmt --check

@@ -55,7 +55,14 @@ class Counts:
         return self.passed + self.failed + self.skipped
 
     def line(self):
-        return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+        """The closing line. Like pytest's xfailed, listed (expected) failures are not
+        counted as failed here; `xfail_note` reports them."""
+        return f"{self.passed} passed, {self.failed - self.xfail} failed, {self.skipped} skipped"
+
+    def xfail_note(self):
+        if not self.xfail:
+            return ""
+        return f"{self.xfail} expected failure{'s' if self.xfail != 1 else ''} (listed in the expected-failure file)"
 
 
 @dataclass
@@ -155,7 +162,8 @@ class Summary:
         return summary
 
     def headline(self) -> str:
-        return self.generic.line()
+        note = self.generic.xfail_note()
+        return self.generic.line() + (f"; {note}" if note else "")
 
     def to_json(self) -> dict:
         def counts(c: Counts):
@@ -255,7 +263,7 @@ def module_table(summary: Summary, markdown: bool) -> str:
             "| " + " | ".join(_TABLE_HEADER) + " | note |",
             "|---" + "|---:" * (len(_TABLE_HEADER) - 1) + "|---|",
         ]
-        lines += ["| " + " | ".join(row) + f" | {note} |" for row, note in zip(rows, notes)]
+        lines += ["| " + " | ".join(row) + f" | {note} |" for row, note in zip(rows, notes, strict=True)]
         lines.append("| " + " | ".join(f"**{c}**" for c in total) + " | |")
         return "\n".join(lines)
     cells = [list(_TABLE_HEADER), *rows, total]

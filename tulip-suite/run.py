@@ -8,7 +8,8 @@ Each test module runs in its own worker subprocess (worker.py) with a
 per-test timeout; a test that hangs or crashes the worker is recorded as
 failed and the module resumes after it.  Only *generic* tests -- those that
 built a loop through the harness while they ran -- make the headline; the
-closing line is ``N passed, N failed, N skipped`` for them.
+closing line is ``N passed, N failed, N skipped`` for them, where "failed" counts the
+unexpected failures only (listed ones are reported on the line before, like pytest's xfailed).
 
 Exit status: 0 when every failing test is listed in expected-failures.txt,
 1 on any unexpected failure (or, with --strict, on a listed test that now
@@ -507,7 +508,9 @@ def _run(
     if opts.draft_expected:
         report.write_draft(summary, opts.draft_expected)
         print(f"draft expected-failure lines: {_display(opts.draft_expected)}")
-    print(summary.headline())
+    if summary.generic.xfail_note():
+        print(summary.generic.xfail_note())
+    print(summary.generic.line())
 
     if summary.unexpected_failures or summary.broken_modules:
         return 1

@@ -38,18 +38,15 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# The repository's own rose (built in place by `make release`) comes before an installed one.
-sys.path.insert(0, str(HERE.parent))
-RESULTS_DIR = HERE / "results"
+# micro.py puts the repository root on sys.path (the in-place rose first) when imported.
+sys.path.insert(0, str(HERE))
+from micro import LOOPS, PEERS, RESULTS_DIR, SUBJECT, add_loops_arg, comma_list  # noqa: E402
+
 LOADGEN_DIR = HERE / "loadgen"
 LOADGEN_TARGET = LOADGEN_DIR / "target"
 LOADGEN_BIN = LOADGEN_TARGET / "release" / "loadgen"
 FLOOR_BIN = LOADGEN_TARGET / "release" / "echo-floor"
 
-# Every loop is a module exposing new_event_loop(); value = its distribution name on PyPI.
-LOOPS = {"asyncio": None, "uvloop": "uvloop", "rloop": "rloop", "rose": "rose-loop"}
-SUBJECT = "rose"  # the loop whose ratios are the headline
-PEERS = ("uvloop", "rloop")  # "best peer" = the better of these in the same round
 FLOOR = "floor"  # the Rust echo server (tokio, current-thread runtime)
 MODES = ("protocol", "streams", "sock")
 SIZES = (100, 1024, 65536)
@@ -725,22 +722,6 @@ MODE_DOCS = {
 # --------------------------------------------------------------------------------------------
 
 
-def comma_list(choices, convert=str):
-    def parse(text: str) -> list:
-        try:
-            items = [convert(item.strip()) for item in text.split(",") if item.strip()]
-        except ValueError:
-            items = [None]
-        unknown = [item for item in items if item not in choices]
-        if unknown or not items:
-            raise argparse.ArgumentTypeError(
-                f"choose from {', '.join(map(str, choices))} (got {text!r})"
-            )
-        return items
-
-    return parse
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -749,13 +730,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 with --quick)"
     )
     p.add_argument("--quick", action="store_true", help="1 round, few messages: a smoke test")
-    p.add_argument(
-        "--loops",
-        type=comma_list(list(LOOPS)),
-        default=list(LOOPS),
-        metavar="LOOP[,LOOP]",
-        help=f"loops to compare (default: {','.join(LOOPS)}; missing ones are reported)",
-    )
+    add_loops_arg(p)
     p.add_argument(
         "--modes",
         type=comma_list(MODES),

@@ -580,15 +580,44 @@ def plot(summary: dict, loops: list[str], path: Path, title: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def comma_list(choices):
-    def parse(text: str) -> list[str]:
-        items = [item.strip() for item in text.split(",") if item.strip()]
+def comma_list(choices, convert=str):
+    """An argparse type: a comma-separated list of items from `choices`."""
+
+    def parse(text: str) -> list:
+        try:
+            items = [convert(item.strip()) for item in text.split(",") if item.strip()]
+        except ValueError:
+            items = [None]
         unknown = [item for item in items if item not in choices]
         if unknown or not items:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (got {text!r})")
+            raise argparse.ArgumentTypeError(
+                f"choose from {', '.join(map(str, choices))} (got {text!r})"
+            )
         return items
 
     return parse
+
+
+def add_loops_arg(p: argparse.ArgumentParser) -> None:
+    """`--loops`, shared by the benchmark scripts."""
+    p.add_argument(
+        "--loops",
+        type=comma_list(list(LOOPS)),
+        default=list(LOOPS),
+        metavar="LOOP[,LOOP]",
+        help=f"loops to compare (default: all of {', '.join(LOOPS)}; missing ones are reported)",
+    )
+
+
+def add_only_arg(p: argparse.ArgumentParser, benches) -> None:
+    """`--only`, shared by the benchmark scripts."""
+    p.add_argument(
+        "--only",
+        type=comma_list(list(benches)),
+        default=list(benches),
+        metavar="NAME[,NAME]",
+        help=f"benchmarks to run: {', '.join(benches)}",
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -601,20 +630,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="1 round, small fixed N, no calibration (smoke test)"
     )
-    p.add_argument(
-        "--only",
-        type=comma_list(list(BENCHES)),
-        default=list(BENCHES),
-        metavar="NAME[,NAME]",
-        help=f"benchmarks to run: {', '.join(BENCHES)}",
-    )
-    p.add_argument(
-        "--loops",
-        type=comma_list(list(LOOPS)),
-        default=list(LOOPS),
-        metavar="LOOP[,LOOP]",
-        help=f"loops to compare (default: all of {', '.join(LOOPS)}; missing ones are reported)",
-    )
+    add_only_arg(p, BENCHES)
+    add_loops_arg(p)
     p.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rounds is None:

@@ -47,13 +47,13 @@ SCRIPT = str(Path(__file__).resolve())
 # micro.py puts the repository root on sys.path (the in-place rose first) when imported.
 sys.path.insert(0, str(HERE))
 from micro import (  # noqa: E402
-    LOOPS,
     PEERS,
     RESULTS_DIR,
     STDERR_KEPT,
     SUBJECT,
     child_probe,
-    comma_list,
+    add_loops_arg,
+    add_only_arg,
     fmt_ratio,
     log,
     machine_info,
@@ -1043,20 +1043,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help=f"1 round, {UDP_QUICK_COUNT:,} datagrams, {SPAWN_QUICK_N} spawns (smoke test)",
     )
-    p.add_argument(
-        "--only",
-        type=comma_list(list(BENCHES)),
-        default=list(BENCHES),
-        metavar="NAME[,NAME]",
-        help=f"benchmarks to run: {', '.join(BENCHES)}",
-    )
-    p.add_argument(
-        "--loops",
-        type=comma_list(list(LOOPS)),
-        default=list(LOOPS),
-        metavar="LOOP[,LOOP]",
-        help=f"loops to compare (default: all of {', '.join(LOOPS)}; missing ones are reported)",
-    )
+    add_only_arg(p, BENCHES)
+    add_loops_arg(p)
     p.add_argument("--count", type=int, help=f"timed datagrams per sample (default {UDP_COUNT:,})")
     p.add_argument("--spawns", type=int, help=f"spawns per sample (default {SPAWN_N})")
     p.add_argument(

@@ -176,6 +176,31 @@ impl EventLoop {
         )
     }
 
+    /// `call_soon` and `call_soon_threadsafe`: queue a one-shot handle (the thread-safe one
+    /// skips the debug-mode thread check and wakes a parked loop).
+    fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        threadsafe: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let method = if threadsafe {
+            "call_soon_threadsafe"
+        } else {
+            "call_soon"
+        };
+        let handle = Self::oneshot_handle(slf, method, callback, args, context, !threadsafe)?;
+        this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
+        if threadsafe {
+            this.wakeup.wake();
+        }
+        Ok(handle)
+    }
+
     fn schedule_timer(
         slf: &Bound<'_, Self>,
         when: f64,
@@ -473,12 +498,7 @@ impl EventLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        let handle = Self::oneshot_handle(slf, "call_soon", callback, args, context, true)?;
-        this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
-        Ok(handle)
+        Self::schedule_soon(slf, callback, args, context, false)
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
@@ -488,16 +508,7 @@ impl EventLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        let handle = new_untracked(
-            py,
-            Self::make_handle(slf, "call_soon_threadsafe", callback, args, context, false)?,
-        )?;
-        this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
-        this.wakeup.wake();
-        Ok(handle)
+        Self::schedule_soon(slf, callback, args, context, true)
     }
 
     #[pyo3(signature = (delay, callback, *args, context=None))]

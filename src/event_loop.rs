@@ -713,3 +713,34 @@ impl EventLoop {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_match_cpython_rounding() {
+        // CPython divides whole seconds as integers, the rest as doubles.
+        assert_eq!(ns_to_secs(5_000_000_000), 5.0);
+        assert_eq!(ns_to_secs(1_500_000_000), 1.5);
+        assert_eq!(ns_to_secs(123_456_789_012), 123_456_789_012_f64 / 1e9);
+    }
+
+    #[test]
+    fn deadlines_never_round_early() {
+        for when in [0.1, 1.0 / 3.0, 12_345.678_901_234, 1e-9, 7.0] {
+            let ns = deadline_ns(when);
+            assert!(ns as f64 >= when * 1e9, "{when} -> {ns}");
+            assert!(ns_to_secs(ns) >= when || (ns as f64 - when * 1e9) < 1.0);
+        }
+        assert_eq!(deadline_ns(f64::NAN), 0);
+        assert_eq!(deadline_ns(1e300), i64::MAX);
+    }
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_ns();
+        let b = monotonic_ns();
+        assert!(b >= a && a > 0);
+    }
+}

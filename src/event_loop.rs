@@ -71,12 +71,6 @@ fn deadline_ns(when: f64) -> i64 {
     }
 }
 
-#[inline]
-fn current_thread_id() -> i64 {
-    // SAFETY: pthread_self has no preconditions. `threading.get_ident()` returns the same value.
-    (unsafe { libc::pthread_self() }) as i64
-}
-
 #[pyclass(subclass, frozen, weakref, module = "rose._rose")]
 pub struct EventLoop {
     ready: GilCell<VecDeque<Py<Handle>>>,
@@ -597,17 +591,6 @@ impl EventLoop {
     #[setter(_thread_id)]
     fn set_private_thread_id(&self, value: Option<i64>) {
         self.thread_id.store(value.unwrap_or(NO_THREAD), Ordering::Relaxed);
-    }
-
-    /// Number of ready callbacks and scheduled timers (for tests and metrics).
-    fn _queue_sizes(&self, py: Python<'_>) -> (usize, usize) {
-        (self.ready.borrow_mut(py).len(), self.timers.borrow_mut(py).len())
-    }
-
-    /// True when the calling thread is the one running this loop (or the loop is not running).
-    fn _on_loop_thread(&self) -> bool {
-        let id = self.thread_id.load(Ordering::Relaxed);
-        id == NO_THREAD || id == current_thread_id()
     }
 
     /// Run iterations until `stop()`; the Python `run_forever` wraps this with the running-loop

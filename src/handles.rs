@@ -78,6 +78,14 @@ fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
 }
 
+/// `context=` as given, or a copy of the current context when it is None (asyncio's rule).
+fn context_or_copy(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    match context {
+        Some(ctx) if !ctx.is_none() => Ok(ctx.unbind()),
+        _ => copy_context(py),
+    }
+}
+
 impl Handle {
     pub(crate) fn new(
         py: Python<'_>,
@@ -87,10 +95,7 @@ impl Handle {
         shared: &Arc<LoopShared>,
         oneshot: bool,
     ) -> PyResult<Self> {
-        let context = match context {
-            Some(ctx) if !ctx.is_none() => ctx.unbind(),
-            _ => copy_context(py)?,
-        };
+        let context = context_or_copy(py, context)?;
         Ok(Self {
             cb: GilCell::new(Some(Callback {
                 callback: callback.unbind(),
@@ -119,10 +124,7 @@ impl Handle {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let context = match context {
-            Some(ctx) if !ctx.is_none() => ctx.unbind(),
-            _ => copy_context(py)?,
-        };
+        let context = context_or_copy(py, context)?;
         let old_ctx = std::mem::replace(&mut *self.context.borrow_mut(py), context);
         let old_cb = self.cb.borrow_mut(py).replace(Callback {
             callback: callback.unbind(),

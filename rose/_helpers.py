@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from asyncio import base_events, coroutines, format_helpers
+from asyncio import base_events, events, format_helpers
 
 logger = logging.getLogger("asyncio")
 
@@ -28,36 +27,19 @@ def _callback_error(loop, handle, exc, callback, args):
 
 
 def _handle_repr(handle):
-    info = [type(handle).__name__]
-    if handle._cancelled:
-        info.append("cancelled")
-    if hasattr(handle, "_when"):
-        info.append(f"when={handle._when}")
-    callback = handle._callback
-    if callback is not None:
-        info.append(format_helpers._format_callback_source(callback, handle._args))
-    tb = handle._source_traceback
-    if tb:
-        frame = tb[-1]
-        info.append(f"created at {frame[0]}:{frame[1]}")
+    """asyncio's Handle/TimerHandle repr, from asyncio's own `_repr_info`."""
+    info = events.Handle._repr_info(handle)
+    if hasattr(handle, "_when"):  # TimerHandle._repr_info, which needs a real subclass
+        info.insert(2 if handle._cancelled else 1, f"when={handle._when}")
     return "<{}>".format(" ".join(info))
 
 
 def _debug_check(loop, method, callback, check_thread):
-    """asyncio's debug-mode checks of ``call_soon``/``call_at``/``call_soon_threadsafe``."""
+    """asyncio's debug-mode checks of ``call_soon``/``call_at``/``call_soon_threadsafe``
+    (the loop has asyncio's own ``_check_thread`` and ``_check_callback``)."""
     if check_thread:
-        thread_id = loop._thread_id
-        if thread_id is not None and threading.get_ident() != thread_id:
-            raise RuntimeError(
-                "Non-thread-safe operation invoked on an event loop other "
-                "than the current one"
-            )
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
-        raise TypeError(f"coroutines cannot be used with {method}()")
-    if not callable(callback):
-        raise TypeError(
-            f"a callable object was expected by {method}(), got {callback!r}"
-        )
+        loop._check_thread()
+    loop._check_callback(callback, method)
 
 
 def _extract_stack():

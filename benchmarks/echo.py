@@ -40,7 +40,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # micro.py puts the repository root on sys.path (the in-place rose first) when imported.
 sys.path.insert(0, str(HERE))
-from micro import LOOPS, PEERS, RESULTS_DIR, SUBJECT, add_loops_arg, comma_list  # noqa: E402
+from micro import (  # noqa: E402
+    LOOPS,
+    PEERS,
+    RESULTS_DIR,
+    SUBJECT,
+    add_loops_arg,
+    comma_list,
+    log,
+    split_probes,
+)
 
 LOADGEN_DIR = HERE / "loadgen"
 LOADGEN_TARGET = LOADGEN_DIR / "target"
@@ -70,10 +79,6 @@ RUN_TIMEOUT_S = 120  # the loadgen's timed run
 CONTROL_TIMEOUT_S = 10  # a reply to start/stop
 EXIT_TIMEOUT_S = 5  # a child's exit once its stdin is closed
 STDERR_KEPT = 4000  # characters of a failed child's stderr kept in the JSON
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -829,12 +834,8 @@ def main(argv: list[str]) -> int:
             return 1
 
     probes = {loop: probe(loop) for loop in args.loops}
-    loops = [loop for loop, pr in probes.items() if "error" not in pr]
-    missing = {loop: pr["error"] for loop, pr in probes.items() if "error" in pr}
-    for loop, why in missing.items():
-        log(f"loop {loop} is missing: {why}")
+    loops, missing = split_probes(probes)
     if not loops:
-        log("no loop could be imported")
         return 1
     base = QUICK_MESSAGES if args.quick else MESSAGES
     messages = {size: max(args.conns, round(base[size] * args.scale)) for size in args.sizes}

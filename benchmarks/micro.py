@@ -670,6 +670,17 @@ def machine_summary(machine: dict) -> str:
     return f"{machine['platform']}, {machine['cpu_count']} CPUs, Python {machine['python']}"
 
 
+def split_probes(probes: dict) -> tuple[list, dict]:
+    """Loops whose probe succeeded, and {loop: reason} for the others (logged)."""
+    loops = [loop for loop, pr in probes.items() if "error" not in pr]
+    missing = {loop: pr["error"] for loop, pr in probes.items() if "error" in pr}
+    for loop, why in missing.items():
+        log(f"loop {loop} is missing: {why}")
+    if not loops:
+        log("no loop could be imported")
+    return loops, missing
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.child:
@@ -677,12 +688,8 @@ def main(argv: list[str]) -> int:
         return 0
 
     probes = {loop: run_child(loop) for loop in args.loops}
-    loops = [loop for loop, pr in probes.items() if "error" not in pr]
-    missing = {loop: pr["error"] for loop, pr in probes.items() if "error" in pr}
-    for loop, why in missing.items():
-        log(f"loop {loop} is missing: {why}")
+    loops, missing = split_probes(probes)
     if not loops:
-        log("no loop could be imported")
         return 1
     benches = [BENCHES[name] for name in args.only]
 

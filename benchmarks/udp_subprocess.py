@@ -60,6 +60,7 @@ from micro import (  # noqa: E402
     machine_summary,
     new_loop,
     ratio_columns,
+    split_probes,
 )
 
 CHILD_TIMEOUT_S = 60  # a load generator or spawn child running longer is killed
@@ -1087,12 +1088,8 @@ def main(argv: list[str]) -> int:
         return 0
 
     probes = {loop: run_child("probe", loop, timeout=PROBE_TIMEOUT_S) for loop in args.loops}
-    loops = [loop for loop, pr in probes.items() if "error" not in pr]
-    missing = {loop: pr["error"] for loop, pr in probes.items() if "error" in pr}
-    for loop, why in missing.items():
-        log(f"loop {loop} is missing: {why}")
+    loops, missing = split_probes(probes)
     if not loops:
-        log("no loop could be imported")
         return 1
     benches = [BENCHES[name] for name in args.only]
     needed = {spec.feature for spec in benches}

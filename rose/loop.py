@@ -23,9 +23,19 @@ import threading
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
+from asyncio import (
+    base_events,
+    constants,
+    coroutines,
+    events,
+    futures,
+    selector_events,
+    sslproto,
+    unix_events,
+)
 
 from . import _rose
+from . import transports as _transports
 
 __all__ = ("Loop",)
 
@@ -376,31 +386,53 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     _sock_add_cancellation_callback = _Unix._sock_add_cancellation_callback
 
     # -- transports, servers, TLS, datagrams, pipes, subprocesses -------------------------------
-    # Interim: these are asyncio's own selector-loop transports and its connection/server
-    # logic (address resolution, happy eyeballs, TLS through sslproto, sendfile with
-    # fallback), running on rose's fd watchers. Their I/O paths are stdlib's Python code; the
-    # Rust transports of issue #3 replace `_make_socket_transport` and friends.
+    # Stream transports (TCP, Unix) are rose's own, with their I/O in Rust
+    # (rose/transports.py, src/stream.rs). Connection and server set-up (address resolution,
+    # happy eyeballs, accepting) and TLS (stdlib's SSLProtocol over a rose transport) are
+    # asyncio's code. Datagram and pipe transports are still asyncio's selector transports.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        transport = _Selector._make_socket_transport(
-            self, sock, protocol, waiter, extra=extra, server=server
-        )
+        transport = _transports._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
         _track_client(server, transport)
         return transport
 
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *args, **kwargs):
-        transport = _Selector._make_ssl_transport(
-            self, rawsock, protocol, sslcontext, waiter, *args, **kwargs
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        _track_client(kwargs.get("server"), transport)
-        return transport
+        transport = _transports._SelectorSocketTransport(
+            self, rawsock, ssl_protocol, extra=extra, server=server
+        )
+        _track_client(server, transport)
+        return ssl_protocol._app_transport
+
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return _SelectorDatagramTransport(self, sock, protocol, address, waiter, extra)
     _start_serving = _Selector._start_serving
     _accept_connection = _Selector._accept_connection
     _accept_connection2 = _Selector._accept_connection2
     _stop_serving = _Selector._stop_serving
-    _sendfile_native = _Selector._sendfile_native
+    _sendfile_native = _transports.sendfile_native
 
     create_connection = _Base.create_connection
     _connect_sock = _Base._connect_sock

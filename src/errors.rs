@@ -6,7 +6,7 @@
 //! exception-handler context of a failing callback, the slow-callback warning) is done by
 //! `rose/_helpers.py`, which uses asyncio's own formatting helpers.
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
@@ -25,4 +25,21 @@ pub fn loop_closed() -> PyErr {
 
 pub fn reactor_busy() -> PyErr {
     PyRuntimeError::new_err("Non-thread-safe operation invoked on an event loop other than the current one")
+}
+
+/// `OSError(errno, strerror)`: Python picks the subclass from the errno
+/// (`ConnectionResetError`, `BrokenPipeError`, ...), exactly as a failing socket call raises it.
+pub fn os_error(errno: i32) -> PyErr {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    // Rust appends " (os error N)" to strerror's text.
+    let strerror = match text.rfind(" (os error") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    };
+    PyOSError::new_err((errno, strerror))
+}
+
+/// The errno of the last failed libc call.
+pub fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

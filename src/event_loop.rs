@@ -430,7 +430,16 @@ impl EventLoop {
         Ok(())
     }
 
-    fn set_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
+    /// A handle for a transport's own fd watch (no debug checks, as asyncio's `_add_reader`).
+    pub(crate) fn make_watch_handle(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        new_untracked(
+            py,
+            Handle::new(py, callback, PyTuple::empty(py), None, &slf.get().shared, false)?,
+        )
+    }
+
+    pub(crate) fn set_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let reactor = this.reactor(py)?;
@@ -442,7 +451,7 @@ impl EventLoop {
         Ok(())
     }
 
-    fn remove_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, write: bool) -> PyResult<bool> {
+    pub(crate) fn remove_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, write: bool) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         if this.closed.load(Ordering::Relaxed) {

@@ -6,7 +6,7 @@
 //! re-entrant borrow (a bug: Python code must never run while a cell is borrowed) into an error
 //! instead of undefined behaviour. A free-threaded build would swap this for a mutex.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Ref, RefCell, RefMut};
 
 use pyo3::Python;
 
@@ -30,5 +30,13 @@ impl<T> GilCell<T> {
     #[inline]
     pub fn try_borrow_mut<'a>(&'a self, _py: Python<'_>) -> Option<RefMut<'a, T>> {
         self.0.try_borrow_mut().ok()
+    }
+
+    /// Shared borrow for the garbage collector's `__traverse__`, which pyo3 runs with the GIL
+    /// held but without a `Python` token. Fails (and the caller reports nothing, which only
+    /// keeps objects alive longer) if the cell is borrowed mutably at that moment.
+    #[inline]
+    pub fn try_borrow_for_gc(&self) -> Option<Ref<'_, T>> {
+        self.0.try_borrow().ok()
     }
 }

@@ -10,7 +10,9 @@ mod gil_cell;
 mod handles;
 mod reactor;
 mod selector;
+mod stream;
 pub mod timers;
+pub mod write_buffer;
 
 use pyo3::prelude::*;
 
@@ -26,6 +28,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<stream::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(fastcall::_install_fast_methods, m)?)?;
     Ok(())

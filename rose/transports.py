@@ -1,0 +1,243 @@
+"""rose's stream transport: an `asyncio.Transport` whose I/O runs in Rust.
+
+`_SelectorSocketTransport` (asyncio's name, so reprs and logs read the same) keeps asyncio's
+semantics for TCP and Unix stream sockets. Its Rust core (`rose._rose.StreamTransport`) does
+the hot work — reading into `bytes` or into a `BufferedProtocol`'s buffer, `write()` with an
+immediate send and a zero-copy buffer flushed with `sendmsg`, flow control, the close state
+machine. The instance hands the core's `write` out directly (a slot holding the bound method),
+so `transport.write(data)` is one call into Rust. What stays here is rare and is where
+asyncio's own logging and formatting are: fatal errors, EOF, `connection_lost`, the repr.
+"""
+
+from __future__ import annotations
+
+import warnings
+from asyncio import base_events, constants, exceptions, futures, protocols, transports, trsock
+from asyncio.log import logger
+
+from . import _rose
+
+__all__ = ("_SelectorSocketTransport",)
+
+
+class _SelectorSocketTransport(transports.Transport):
+    __slots__ = (
+        "_core",
+        "write",
+        "_loop",
+        "_sock",
+        "_sock_fd",
+        "_server",
+        "__weakref__",
+    )
+
+    # asyncio's markers: `start_tls` and `sendfile` check them.
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    max_size = 256 * 1024
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(extra)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._loop = loop
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        core = _rose.StreamTransport(
+            loop, self._sock_fd, protocol, isinstance(protocol, protocols.BufferedProtocol)
+        )
+        core._set_transport(self)
+        self._core = core
+        self.write = core.write
+        self._server = server
+        if server is not None:
+            server._attach()
+        loop._transports[self._sock_fd] = self
+        base_events._set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        # only start reading once connection_made() has run
+        loop.call_soon(core._start_reading)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._core.is_closing():
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._loop is not None and not self._loop.is_closed():
+            reading, writing = self._core._polling()
+            info.append("read=polling" if reading else "read=idle")
+            bufsize = self._core.get_write_buffer_size()
+            info.append(f"write=<{'polling' if writing else 'idle'}, bufsize={bufsize}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        if getattr(self, "_sock", None) is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    @property
+    def _protocol_paused(self):
+        # read by asyncio's sendfile fallback
+        return self._core._protocol_paused
+
+    # -- the public API -----------------------------------------------------------------------
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol))
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        if self._core._pause_reading() and self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._core._resume_reading() and self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core._force_close(None)
+
+    def writelines(self, list_of_data):
+        # asyncio 3.11's WriteTransport.writelines: one join, one write.
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._core._set_write_buffer_limits(high, low)
+
+    # -- called by the core on rare paths ------------------------------------------------------
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._core.get_protocol(),
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _flow_control_failed(self, message, exc):
+        self._loop.call_exception_handler(
+            {
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._core.get_protocol(),
+            }
+        )
+
+    def _read_ready__on_eof(self):
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._core.get_protocol().eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if keep_open:
+            # The protocol may still write, but nothing more can be read.
+            self._core._stop_reading()
+        else:
+            self.close()
+
+    def _call_connection_lost(self, exc):
+        core = self._core
+        try:
+            protocol = core.get_protocol()
+            if protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._sock = None
+            self._loop = None
+            core._detach()
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
+            waiter = core._empty_waiter
+            if waiter is not None:
+                waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    # -- sendfile support (asyncio's _sendfile_native protocol with the loop) -------------------
+
+    def _make_empty_waiter(self):
+        if self._core._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        waiter = self._loop.create_future()
+        if not self._core.get_write_buffer_size():
+            waiter.set_result(None)
+        self._core._empty_waiter = waiter
+        return waiter
+
+    def _reset_empty_waiter(self):
+        self._core._empty_waiter = None
+
+
+async def sendfile_native(loop, transp, file, offset, count):
+    """`loop._sendfile_native`: zero-copy `os.sendfile` on a rose stream transport's socket,
+    with the transport paused and its buffer drained first (asyncio's procedure)."""
+    if not isinstance(transp, _SelectorSocketTransport):
+        raise exceptions.SendfileNotAvailableError("transport is not supported by sendfile")
+    del loop._transports[transp._sock_fd]
+    resume_reading = transp.is_reading()
+    transp.pause_reading()
+    await transp._make_empty_waiter()
+    try:
+        return await loop.sock_sendfile(transp._sock, file, offset, count, fallback=False)
+    finally:
+        transp._reset_empty_waiter()
+        if resume_reading:
+            transp.resume_reading()
+        loop._transports[transp._sock_fd] = transp

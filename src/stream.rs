@@ -1,0 +1,790 @@
+//! The I/O core of rose's stream transports (TCP and Unix sockets): reading into `bytes` for
+//! `Protocol.data_received` or into `BufferedProtocol.get_buffer()`, writing with an immediate
+//! `send` and a zero-copy buffer flushed by `sendmsg`, flow control at the watermarks, and the
+//! close/abort state machine — asyncio's `_SelectorSocketTransport` semantics, step for step.
+//!
+//! The public transport is the Python class `rose.transports._SelectorSocketTransport` (an
+//! `asyncio.Transport`); it owns one `StreamTransport` and hands its hot methods (`write`) out
+//! directly. Slow and rare paths stay in Python there, where asyncio's own formatting and logging
+//! are at hand: `_fatal_error`, EOF handling, `_call_connection_lost`, the repr.
+//!
+//! Readiness comes from the loop's level-triggered selector: a watch handle (like
+//! `add_reader`'s) exists only while the fd is registered, so nothing here keeps the transport
+//! alive once it stops reading and writing. `pause_reading()` costs no syscall: the fd stays
+//! registered and is dropped from the selector only if data arrives while paused;
+//! `resume_reading()` then registers it again.
+//!
+//! State lives in one `GilCell`; no borrow is held across a call into Python.
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::errors::{last_errno, os_error};
+use crate::event_loop::EventLoop;
+use crate::gil_cell::GilCell;
+use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
+
+/// asyncio's `_SelectorTransport.max_size`: the most one read takes.
+const MAX_SIZE: usize = 256 * 1024;
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+thread_local! {
+    /// Reads land here first and are copied into a `bytes` of the exact size (what libuv-based
+    /// uvloop does too): no 256 KiB allocation per read.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_SIZE]);
+}
+
+/// A chunk of the write buffer: a `bytes` object kept as it is (zero-copy), or a copy of a
+/// mutable buffer (`bytearray`, `memoryview`), which the caller may change after `write()`.
+enum Chunk {
+    Shared(Py<PyBytes>),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            // SAFETY: a `bytes` object is immutable and lives as long as this chunk holds it;
+            // its buffer pointer and size are fixed at creation.
+            Chunk::Shared(b) => unsafe {
+                let p = b.as_ptr();
+                std::slice::from_raw_parts(ffi::PyBytes_AsString(p) as *const u8, ffi::PyBytes_Size(p) as usize)
+            },
+        }
+    }
+}
+
+/// A `Py_buffer` view of a Python object, released on drop (with the GIL, as always here).
+struct RawBuffer(ffi::Py_buffer);
+
+impl RawBuffer {
+    fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
+        let mut view = MaybeUninit::<ffi::Py_buffer>::uninit();
+        let flags = if writable {
+            ffi::PyBUF_WRITABLE
+        } else {
+            ffi::PyBUF_SIMPLE
+        };
+        // SAFETY: `view` is a valid out-parameter; on success it is filled and must be released.
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } < 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        // SAFETY: PyObject_GetBuffer succeeded, so the view is initialised.
+        Ok(Self(unsafe { view.assume_init() }))
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.0.buf.cast()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len as usize
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.0.len == 0 {
+            return &[];
+        }
+        // SAFETY: a contiguous buffer of `len` bytes, exported until this view is released.
+        unsafe { std::slice::from_raw_parts(self.0.buf as *const u8, self.0.len as usize) }
+    }
+}
+
+impl Drop for RawBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released once.
+        unsafe { ffi::PyBuffer_Release(&mut self.0) };
+    }
+}
+
+#[inline]
+fn retry_later(errno: i32) -> bool {
+    errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR
+}
+
+fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+struct State {
+    protocol: Option<Py<PyAny>>,
+    /// The Python transport, handed to protocol callbacks and to the slow paths.
+    transport: Option<Py<PyAny>>,
+    /// The protocol is a `BufferedProtocol`.
+    buffered: bool,
+    buf: WriteBuffer<Chunk>,
+    closing: bool,
+    eof: bool,
+    /// asyncio's `_conn_lost`: set when `connection_lost` is scheduled, then counts writes.
+    conn_lost: u32,
+    /// `pause_reading()` was called (the fd may still be registered: see the module note).
+    paused: bool,
+    read_watched: bool,
+    write_watched: bool,
+    protocol_paused: bool,
+    high: usize,
+    low: usize,
+    /// asyncio's `_empty_waiter` (sendfile waits for the buffer to drain).
+    empty_waiter: Option<Py<PyAny>>,
+}
+
+#[pyclass(frozen, module = "rose._rose")]
+pub struct StreamTransport {
+    event_loop: Py<EventLoop>,
+    fd: RawFd,
+    state: GilCell<State>,
+}
+
+/// What to do after a flush, decided under the borrow and done after it.
+enum Drained {
+    No,
+    Yes { closing: bool, eof: bool, waiter: Option<Py<PyAny>> },
+}
+
+impl StreamTransport {
+    fn transport(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow_mut(py).transport.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    /// asyncio's `_fatal_error(exc, message)` on the Python transport (it logs or reports, then
+    /// force-closes). `SystemExit` and `KeyboardInterrupt` propagate instead.
+    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+        if is_exit(py, &err) {
+            return Err(err);
+        }
+        match self.transport(py) {
+            Some(t) => t
+                .bind(py)
+                .call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message))
+                .map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let method = if write {
+            intern!(py, "_write_ready")
+        } else {
+            intern!(py, "_read_ready")
+        };
+        let callback = slf.getattr(method)?;
+        let lp = this.event_loop.bind(py);
+        let handle = EventLoop::make_watch_handle(lp, callback)?;
+        EventLoop::set_reader_or_writer(lp, this.fd, handle, write)?;
+        let mut st = this.state.borrow_mut(py);
+        if write {
+            st.write_watched = true;
+        } else {
+            st.read_watched = true;
+        }
+        Ok(())
+    }
+
+    /// Stop watching one direction (if watched): a syscall, and the handle is cancelled.
+    fn unwatch(&self, py: Python<'_>, write: bool) -> PyResult<()> {
+        {
+            let mut st = self.state.borrow_mut(py);
+            let flag = if write {
+                &mut st.write_watched
+            } else {
+                &mut st.read_watched
+            };
+            if !std::mem::replace(flag, false) {
+                return Ok(());
+            }
+        }
+        EventLoop::remove_reader_or_writer(self.event_loop.bind(py), self.fd, write).map(drop)
+    }
+
+    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        let Some(t) = self.transport(py) else {
+            return Ok(());
+        };
+        let callback = t.bind(py).getattr(intern!(py, "_call_connection_lost"))?;
+        let args = PyTuple::new(py, [exc])?;
+        EventLoop::call_soon(self.event_loop.bind(py), callback, args, None).map(drop)
+    }
+
+    fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
+        match self.transport(py) {
+            Some(t) => t.bind(py).call_method0(intern!(py, "_read_ready__on_eof")).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// A callback of the protocol; its failure is reported as asyncio reports it.
+    fn call_protocol(
+        &self,
+        py: Python<'_>,
+        protocol: &Bound<'_, PyAny>,
+        method: &Bound<'_, pyo3::types::PyString>,
+        arg: Bound<'_, PyAny>,
+        message: &str,
+    ) -> PyResult<()> {
+        match protocol.call_method1(method, (arg,)) {
+            Ok(_) => Ok(()),
+            Err(err) => self.fatal(py, err, message),
+        }
+    }
+
+    /// `recv` into the scratch buffer and copy into a new `bytes` (None at EOF).
+    fn recv_bytes<'py>(&self, py: Python<'py>) -> Result<Option<Bound<'py, PyBytes>>, i32> {
+        let mut fresh = Vec::new();
+        SCRATCH.with(|scratch| {
+            // A finaliser run by the GC during the allocation below could, in theory, read
+            // another transport on this thread: it then gets a buffer of its own.
+            let mut guard = scratch.try_borrow_mut();
+            let buf: &mut Vec<u8> = match guard {
+                Ok(ref mut b) => b,
+                Err(_) => {
+                    fresh.resize(MAX_SIZE, 0);
+                    &mut fresh
+                }
+            };
+            // SAFETY: reading at most `buf.len()` bytes into our own buffer.
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            match n {
+                n if n > 0 => Ok(Some(PyBytes::new(py, &buf[..n as usize]))),
+                0 => Ok(None),
+                _ => Err(last_errno()),
+            }
+        })
+    }
+
+    fn read_data(&self, py: Python<'_>, protocol: Bound<'_, PyAny>) -> PyResult<()> {
+        match self.recv_bytes(py) {
+            Ok(Some(data)) => self.call_protocol(
+                py,
+                &protocol,
+                intern!(py, "data_received"),
+                data.into_any(),
+                "Fatal error: protocol.data_received() call failed.",
+            ),
+            Ok(None) => self.on_eof(py),
+            Err(errno) if retry_later(errno) => Ok(()),
+            Err(errno) => self.fatal(py, os_error(errno), "Fatal read error on socket transport"),
+        }
+    }
+
+    fn read_buffered(&self, py: Python<'_>, protocol: Bound<'_, PyAny>) -> PyResult<()> {
+        let buf = protocol
+            .call_method1(intern!(py, "get_buffer"), (-1,))
+            .and_then(|buf| match buf.len()? {
+                0 => Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer")),
+                _ => Ok(buf),
+            });
+        let buf = match buf {
+            Ok(buf) => buf,
+            Err(err) => return self.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        let mut view = match RawBuffer::get(&buf, true) {
+            Ok(view) => view,
+            Err(err) => return self.fatal(py, err, "Fatal read error on socket transport"),
+        };
+        // SAFETY: reading at most `view.len()` bytes into the protocol's writable buffer, which
+        // stays exported (and so alive and unresized) until `view` is dropped.
+        let n = unsafe { libc::recv(self.fd, view.as_mut_ptr().cast(), view.len(), 0) };
+        drop(view);
+        match n {
+            n if n > 0 => self.call_protocol(
+                py,
+                &protocol,
+                intern!(py, "buffer_updated"),
+                (n as usize).into_pyobject(py)?.into_any(),
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
+            0 => self.on_eof(py),
+            _ => match last_errno() {
+                errno if retry_later(errno) => Ok(()),
+                errno => self.fatal(py, os_error(errno), "Fatal read error on socket transport"),
+            },
+        }
+    }
+
+    /// One `sendmsg` of the buffered chunks; Ok(bytes sent) or Err(errno).
+    fn flush(&self, buf: &WriteBuffer<Chunk>) -> Result<usize, i32> {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOVECS];
+        let count = buf.iovecs(&mut iov);
+        // SAFETY: an all-zero msghdr is valid (no name, no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = count as _;
+        // SAFETY: the iovecs point into chunks `buf` holds, alive during the call.
+        let n = unsafe { libc::sendmsg(self.fd, &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(last_errno())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let protocol = {
+            let mut st = self.state.borrow_mut(py);
+            if st.buf.len() <= st.high || st.protocol_paused {
+                return Ok(());
+            }
+            st.protocol_paused = true;
+            st.protocol.as_ref().map(|p| p.clone_ref(py))
+        };
+        self.flow_callback(py, protocol, intern!(py, "pause_writing"), "protocol.pause_writing() failed")
+    }
+
+    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let protocol = {
+            let mut st = self.state.borrow_mut(py);
+            if !st.protocol_paused || st.buf.len() > st.low {
+                return Ok(());
+            }
+            st.protocol_paused = false;
+            st.protocol.as_ref().map(|p| p.clone_ref(py))
+        };
+        self.flow_callback(py, protocol, intern!(py, "resume_writing"), "protocol.resume_writing() failed")
+    }
+
+    fn flow_callback(
+        &self,
+        py: Python<'_>,
+        protocol: Option<Py<PyAny>>,
+        method: &Bound<'_, pyo3::types::PyString>,
+        message: &str,
+    ) -> PyResult<()> {
+        let Some(protocol) = protocol else {
+            return Ok(());
+        };
+        match protocol.bind(py).call_method0(method) {
+            Ok(_) => Ok(()),
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => match self.transport(py) {
+                Some(t) => t
+                    .bind(py)
+                    .call_method1(intern!(py, "_flow_control_failed"), (message, err.into_value(py)))
+                    .map(drop),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn shutdown_write(&self) -> PyResult<()> {
+        // SAFETY: plain syscall on the transport's socket.
+        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
+            return Err(os_error(last_errno()));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl StreamTransport {
+    #[new]
+    fn new(event_loop: Py<EventLoop>, fd: RawFd, protocol: Py<PyAny>, buffered: bool) -> Self {
+        Self {
+            event_loop,
+            fd,
+            state: GilCell::new(State {
+                protocol: Some(protocol),
+                transport: None,
+                buffered,
+                buf: WriteBuffer::default(),
+                closing: false,
+                eof: false,
+                conn_lost: 0,
+                paused: false,
+                read_watched: false,
+                write_watched: false,
+                protocol_paused: false,
+                high: 64 * 1024,
+                low: 16 * 1024,
+                empty_waiter: None,
+            }),
+        }
+    }
+
+    fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
+        self.state.borrow_mut(py).transport = Some(transport);
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>, buffered: bool) {
+        let old = {
+            let mut st = self.state.borrow_mut(py);
+            st.buffered = buffered;
+            st.protocol.replace(protocol)
+        };
+        drop(old);
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow_mut(py).protocol.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    /// The reader callback (asyncio's `_read_ready`).
+    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (protocol, buffered) = {
+            let st = this.state.borrow_mut(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            if st.paused {
+                // Paused without a syscall; data came: now stop watching (see the module note).
+                drop(st);
+                return this.unwatch(py, false);
+            }
+            match &st.protocol {
+                Some(p) => (p.clone_ref(py).into_bound(py), st.buffered),
+                None => return Ok(()),
+            }
+        };
+        if buffered {
+            this.read_buffered(py, protocol)
+        } else {
+            this.read_data(py, protocol)
+        }
+    }
+
+    /// The writer callback (asyncio's `_write_ready`): flush what `write()` buffered.
+    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let result = {
+            let mut st = this.state.borrow_mut(py);
+            if st.conn_lost > 0 || st.buf.is_empty() {
+                return Ok(());
+            }
+            let result = this.flush(&st.buf);
+            if let Ok(n) = result {
+                let sent = st.buf.consume(n);
+                drop(st);
+                drop(sent);
+            }
+            result
+        };
+        match result {
+            Err(errno) if retry_later(errno) => Ok(()),
+            Err(errno) => {
+                this.unwatch(py, true)?;
+                let (dropped, waiter) = {
+                    let mut st = this.state.borrow_mut(py);
+                    (st.buf.clear(), st.empty_waiter.as_ref().map(|w| w.clone_ref(py)))
+                };
+                drop(dropped);
+                let exc = os_error(errno).into_value(py).into_any();
+                this.fatal(
+                    py,
+                    PyErr::from_value(exc.bind(py).clone()),
+                    "Fatal write error on socket transport",
+                )?;
+                if let Some(w) = waiter {
+                    w.bind(py).call_method1(intern!(py, "set_exception"), (exc,))?;
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                this.maybe_resume_protocol(py)?; // may append to the buffer
+                let drained = {
+                    let st = this.state.borrow_mut(py);
+                    if st.buf.is_empty() {
+                        Drained::Yes {
+                            closing: st.closing,
+                            eof: st.eof,
+                            waiter: st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                        }
+                    } else {
+                        Drained::No
+                    }
+                };
+                if let Drained::Yes { closing, eof, waiter } = drained {
+                    this.unwatch(py, true)?;
+                    if let Some(w) = waiter {
+                        w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
+                    }
+                    if closing {
+                        if let Some(t) = this.transport(py) {
+                            t.bind(py).call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
+                        }
+                    } else if eof {
+                        this.shutdown_write()?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `transport.write(data)`: send at once if nothing is buffered, buffer the rest.
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let bytes = data.cast::<PyBytes>().ok();
+        let view = if bytes.is_some() {
+            None
+        } else if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
+            Some(RawBuffer::get(data, false)?)
+        } else {
+            let name = data.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not '{name}'"
+            )));
+        };
+        let slice: &[u8] = match (&bytes, &view) {
+            (Some(b), _) => b.as_bytes(),
+            (None, Some(v)) => v.as_slice(),
+            (None, None) => unreachable!("one of them is set"),
+        };
+        let mut st = this.state.borrow_mut(py);
+        if st.eof {
+            return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+        }
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+        }
+        if slice.is_empty() {
+            return Ok(());
+        }
+        if st.conn_lost > 0 {
+            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.conn_lost += 1;
+            drop(st);
+            if warn {
+                py.import(intern!(py, "asyncio.log"))?
+                    .getattr(intern!(py, "logger"))?
+                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
+            }
+            return Ok(());
+        }
+        let mut sent = 0;
+        if st.buf.is_empty() {
+            // SAFETY: sending from a live buffer of `slice.len()` bytes.
+            let n = unsafe { libc::send(this.fd, slice.as_ptr().cast(), slice.len(), libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                sent = n as usize;
+                if sent == slice.len() {
+                    return Ok(());
+                }
+            } else {
+                let errno = last_errno();
+                if !retry_later(errno) {
+                    drop(st);
+                    return this.fatal(py, os_error(errno), "Fatal write error on socket transport");
+                }
+            }
+            let watched = st.write_watched;
+            drop(st);
+            if !watched {
+                Self::watch(slf, true)?;
+            }
+            st = this.state.borrow_mut(py);
+        }
+        match &bytes {
+            Some(b) => {
+                st.buf.push(Chunk::Shared(Bound::clone(b).unbind()));
+                let empty = st.buf.consume(sent);
+                debug_assert!(empty.is_empty());
+            }
+            None => st.buf.push(Chunk::Owned(slice[sent..].to_vec())),
+        }
+        drop(st);
+        drop(view);
+        this.maybe_pause_protocol(py)
+    }
+
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+        let shutdown = {
+            let mut st = self.state.borrow_mut(py);
+            if st.closing || st.eof {
+                return Ok(());
+            }
+            st.eof = true;
+            st.buf.is_empty()
+        };
+        if shutdown {
+            self.shutdown_write()?;
+        }
+        Ok(())
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let lost = {
+            let mut st = self.state.borrow_mut(py);
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            st.buf.is_empty()
+        };
+        self.unwatch(py, false)?;
+        if lost {
+            self.state.borrow_mut(py).conn_lost += 1;
+            self.unwatch(py, true)?;
+            self.schedule_connection_lost(py, py.None())?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_force_close(exc)`: drop the buffer, stop reading, schedule `connection_lost`.
+    fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        let (dropped, was_closing) = {
+            let mut st = self.state.borrow_mut(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.conn_lost += 1;
+            let dropped = (!st.buf.is_empty()).then(|| st.buf.clear());
+            (dropped, std::mem::replace(&mut st.closing, true))
+        };
+        if dropped.is_some() {
+            self.unwatch(py, true)?;
+        }
+        drop(dropped);
+        if !was_closing {
+            self.unwatch(py, false)?;
+        }
+        self.schedule_connection_lost(py, exc)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.state.borrow_mut(py).closing
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        let st = self.state.borrow_mut(py);
+        !st.closing && !st.paused
+    }
+
+    /// Returns True if reading was paused by this call (no syscall: see the module note).
+    fn _pause_reading(&self, py: Python<'_>) -> bool {
+        let mut st = self.state.borrow_mut(py);
+        if st.closing || st.paused {
+            return false;
+        }
+        st.paused = true;
+        true
+    }
+
+    /// Returns True if reading was resumed by this call.
+    fn _resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let watched = {
+            let mut st = slf.get().state.borrow_mut(py);
+            if st.closing || !st.paused {
+                return Ok(false);
+            }
+            st.paused = false;
+            st.read_watched
+        };
+        if !watched {
+            Self::watch(slf, false)?;
+        }
+        Ok(true)
+    }
+
+    /// Start watching for reads, if reading (the callback `connection_made` is followed by).
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let st = slf.get().state.borrow_mut(slf.py());
+        if st.closing || st.paused || st.read_watched {
+            return Ok(());
+        }
+        drop(st);
+        Self::watch(slf, false)
+    }
+
+    /// Stop reading for good (EOF with the connection kept open).
+    fn _stop_reading(&self, py: Python<'_>) -> PyResult<()> {
+        self.unwatch(py, false)
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.state.borrow_mut(py).buf.len()
+    }
+
+    fn _set_write_buffer_limits(&self, py: Python<'_>, high: usize, low: usize) -> PyResult<()> {
+        {
+            let mut st = self.state.borrow_mut(py);
+            st.high = high;
+            st.low = low;
+        }
+        self.maybe_pause_protocol(py)
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.state.borrow_mut(py);
+        (st.low, st.high)
+    }
+
+    #[getter]
+    fn _empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow_mut(py).empty_waiter.as_ref().map(|w| w.clone_ref(py))
+    }
+
+    #[setter(_empty_waiter)]
+    fn set_empty_waiter(&self, py: Python<'_>, waiter: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut self.state.borrow_mut(py).empty_waiter, waiter);
+        drop(old);
+    }
+
+    #[getter]
+    fn _conn_lost(&self, py: Python<'_>) -> u32 {
+        self.state.borrow_mut(py).conn_lost
+    }
+
+    #[getter]
+    fn _eof(&self, py: Python<'_>) -> bool {
+        self.state.borrow_mut(py).eof
+    }
+
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.state.borrow_mut(py).protocol_paused
+    }
+
+    /// (reading registered and not paused, writing registered) for the repr.
+    fn _polling(&self, py: Python<'_>) -> (bool, bool) {
+        let st = self.state.borrow_mut(py);
+        (st.read_watched && !st.paused, st.write_watched)
+    }
+
+    /// After `connection_lost`: let go of the protocol, the transport and any buffered data.
+    fn _detach(&self, py: Python<'_>) {
+        let taken = {
+            let mut st = self.state.borrow_mut(py);
+            (st.protocol.take(), st.transport.take(), st.buf.clear())
+        };
+        drop(taken);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        if let Some(st) = self.state.try_borrow_for_gc() {
+            visit.call(&st.protocol)?;
+            visit.call(&st.transport)?;
+            visit.call(&st.empty_waiter)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            if let Some(mut st) = self.state.try_borrow_mut(py) {
+                let taken = (st.protocol.take(), st.transport.take(), st.empty_waiter.take());
+                drop(st);
+                drop(taken);
+            }
+        });
+    }
+}

@@ -20,11 +20,12 @@ from . import _rose
 __all__ = ("_SelectorSocketTransport",)
 
 
-class _SelectorSocketTransport(transports.Transport):
+class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transport):
+    # _FlowControlMixin as a base because asyncio's sendfile fallback insists on it; its state
+    # (`_protocol_paused`, the watermarks) lives in the core.
     __slots__ = (
         "_core",
         "write",
-        "_loop",
         "_sock",
         "_sock_fd",
         "_server",
@@ -37,7 +38,7 @@ class _SelectorSocketTransport(transports.Transport):
     max_size = 256 * 1024
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        super().__init__(extra)
+        transports.BaseTransport.__init__(self, extra)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()

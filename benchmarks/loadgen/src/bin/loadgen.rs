@@ -1,4 +1,4 @@
-//! Echo load generator for benchmarks/echo.py.
+//! Echo load generator for benchmarks/echo.py and benchmarks/tls_echo.py.
 //!
 //! Opens N connections (TCP or Unix socket) to an echo server. Each connection sends a
 //! fixed-size message, waits until the whole message has come back, checks it, and sends the
@@ -12,6 +12,11 @@
 //! byte read). Errors are one JSON line `{"event":"error",...}` and exit status 1; a run that
 //! outlasts `--timeout` exits with status 2.
 //!
+//! With `--tls-ca FILE` every TCP connection runs TLS (rustls, ring backend): the handshakes
+//! happen while connecting, before the warm-up, and the server's certificate is verified
+//! against the CA certificate(s) in FILE. The result then names the protocol version and the
+//! cipher suite negotiated.
+//!
 //! One thread (tokio's current-thread runtime): the caller pins it to one core.
 
 use std::io::Write as _;
@@ -21,6 +26,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
 
 const USAGE: &str = "\
 usage: loadgen (--tcp HOST:PORT | --unix PATH) [options]
@@ -32,6 +40,9 @@ usage: loadgen (--tcp HOST:PORT | --unix PATH) [options]
   --wait           after connecting and warming up, print a `ready` line and wait for a
                    line on stdin before the timed run (EOF on stdin aborts)
   --timeout SECS   give up after this long, exit status 2 (default 120)
+  --tls-ca FILE    TLS over --tcp: verify the server's certificate against the CA
+                   certificate(s) in FILE (PEM)
+  --tls-name NAME  the name the certificate must carry (default: the host of --tcp)
 ";
 
 enum Target {
@@ -56,6 +67,8 @@ struct Args {
     warmup: u64,
     wait: bool,
     timeout: Duration,
+    tls_ca: Option<String>,
+    tls_name: Option<String>,
 }
 
 fn fail(msg: &str, status: i32) -> ! {
@@ -69,6 +82,7 @@ fn parse_args() -> Args {
     let mut target = None;
     let (mut conns, mut size, mut messages) = (100usize, 100usize, 100_000u64);
     let (mut warmup, mut wait, mut timeout) = (None, false, 120.0f64);
+    let (mut tls_ca, mut tls_name) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -88,6 +102,8 @@ fn parse_args() -> Args {
             "--warmup" => warmup = Some(num("--warmup", value("--warmup"))),
             "--wait" => wait = true,
             "--timeout" => timeout = num("--timeout", value("--timeout")),
+            "--tls-ca" => tls_ca = Some(value("--tls-ca")),
+            "--tls-name" => tls_name = Some(value("--tls-name")),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 exit(0)
@@ -99,6 +115,9 @@ fn parse_args() -> Args {
     if conns == 0 || size == 0 || messages == 0 || timeout.is_nan() || timeout <= 0.0 {
         fail("--conns, --size, --messages and --timeout must be positive", 1);
     }
+    if tls_ca.is_some() && !matches!(target, Target::Tcp(_)) {
+        fail("--tls-ca needs --tcp", 1);
+    }
     Args {
         target,
         conns,
@@ -107,7 +126,37 @@ fn parse_args() -> Args {
         warmup: warmup.unwrap_or(10 * conns as u64),
         wait,
         timeout: Duration::from_secs_f64(timeout),
+        tls_ca,
+        tls_name,
     }
+}
+
+/// The TLS client: the CA certificates of `ca_file` as the only roots, default protocol
+/// versions and cipher suites of rustls's ring provider.
+fn tls_connector(ca_file: &str) -> Result<TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+        .and_then(|it| it.collect())
+        .map_err(|e| format!("--tls-ca {ca_file}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-ca {ca_file}: no certificate in the file"));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| format!("--tls-ca {ca_file}: {e}"))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(std::sync::Arc::new(config)))
+}
+
+/// The host part of HOST:PORT (or [HOST]:PORT).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// `total` messages shared among `conns` connections: the first `total % conns` get one more.
@@ -156,7 +205,12 @@ where
             stamp(&mut msg, conn, seq);
             let t0 = Instant::now();
             // Write and read at once: a large message comes back while it is still being sent.
-            let (w, r) = tokio::join!(wr.write_all(&msg), rd.read_exact(&mut back));
+            // The flush is a no-op on a socket; with TLS it sends what rustls still holds.
+            let write = async {
+                wr.write_all(&msg).await?;
+                wr.flush().await
+            };
+            let (w, r) = tokio::join!(write, rd.read_exact(&mut back));
             let elapsed = t0.elapsed();
             w.map_err(|e| format!("connection {conn}: write: {e}"))?;
             r.map_err(|e| format!("connection {conn}: read (message {seq}): {e}"))?;
@@ -178,6 +232,15 @@ type Job = tokio::task::JoinHandle<Result<Vec<u64>, String>>;
 async fn run(args: Args) -> Result<String, String> {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (go_tx, go_rx) = watch::channel(false);
+    let tls = match (&args.tls_ca, &args.target) {
+        (Some(ca), Target::Tcp(addr)) => {
+            let name = args.tls_name.clone().unwrap_or_else(|| host_of(addr).to_string());
+            let name = ServerName::try_from(name.clone()).map_err(|e| format!("--tls-name {name:?}: {e}"))?;
+            Some((tls_connector(ca)?, name))
+        }
+        _ => None,
+    };
+    let mut tls_info = String::from("null");
     let t_connect = Instant::now();
     let mut jobs: Vec<Job> = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
@@ -189,8 +252,27 @@ async fn run(args: Args) -> Result<String, String> {
                     .await
                     .map_err(|e| format!("connect {addr} (connection {i}): {e}"))?;
                 s.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
-                let (r, w) = s.into_split();
-                tokio::spawn(client(i, r, w, size, warm, n, ready, go))
+                if let Some((connector, name)) = &tls {
+                    let s = connector
+                        .connect(name.clone(), s)
+                        .await
+                        .map_err(|e| format!("TLS handshake (connection {i}): {e}"))?;
+                    if i == 0 {
+                        let (_, session) = s.get_ref();
+                        let version = session.protocol_version().map(|v| format!("{v:?}"));
+                        let suite = session.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite()));
+                        tls_info = format!(
+                            "{{\"version\":{},\"suite\":{}}}",
+                            json_str(&version.unwrap_or_default()),
+                            json_str(&suite.unwrap_or_default())
+                        );
+                    }
+                    let (r, w) = tokio::io::split(s);
+                    tokio::spawn(client(i, r, w, size, warm, n, ready, go))
+                } else {
+                    let (r, w) = s.into_split();
+                    tokio::spawn(client(i, r, w, size, warm, n, ready, go))
+                }
             }
             Target::Unix(path) => {
                 let s = UnixStream::connect(path.as_str())
@@ -255,7 +337,7 @@ async fn run(args: Args) -> Result<String, String> {
             "\"warmup_messages\":{},\"elapsed_s\":{:.6},\"rps\":{:.1},\"mb_per_s\":{:.3},",
             "\"connect_s\":{:.6},\"warmup_s\":{:.6},\"latency_us\":{{\"min\":{:.1},",
             "\"mean\":{:.1},\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p99_9\":{:.1},",
-            "\"max\":{:.1}}}}}"
+            "\"max\":{:.1}}},\"tls\":{}}}"
         ),
         json_str(&args.target.describe()),
         args.conns,
@@ -274,6 +356,7 @@ async fn run(args: Args) -> Result<String, String> {
         pct(99.0),
         pct(99.9),
         lat[lat.len() - 1] as f64 / 1e3,
+        tls_info,
     ))
 }
 

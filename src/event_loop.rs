@@ -439,7 +439,12 @@ impl EventLoop {
         )
     }
 
-    pub(crate) fn set_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
+    pub(crate) fn set_reader_or_writer(
+        slf: &Bound<'_, Self>,
+        fd: i32,
+        handle: Py<Handle>,
+        write: bool,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let reactor = this.reactor(py)?;

@@ -11,6 +11,7 @@ mod handles;
 mod reactor;
 mod selector;
 mod stream;
+mod transport;
 pub mod timers;
 pub mod write_buffer;
 

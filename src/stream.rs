@@ -17,10 +17,9 @@
 //! State lives in one `GilCell`; no borrow is held across a call into Python.
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -28,6 +27,10 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{last_errno, os_error};
+use crate::transport::{
+    call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd, FlowControl,
+    RawBuffer,
+};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
@@ -67,58 +70,6 @@ impl AsRef<[u8]> for Chunk {
     }
 }
 
-/// A `Py_buffer` view of a Python object, released on drop (with the GIL, as always here).
-struct RawBuffer(ffi::Py_buffer);
-
-impl RawBuffer {
-    fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
-        let mut view = MaybeUninit::<ffi::Py_buffer>::uninit();
-        let flags = if writable {
-            ffi::PyBUF_WRITABLE
-        } else {
-            ffi::PyBUF_SIMPLE
-        };
-        // SAFETY: `view` is a valid out-parameter; on success it is filled and must be released.
-        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } < 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        // SAFETY: PyObject_GetBuffer succeeded, so the view is initialised.
-        Ok(Self(unsafe { view.assume_init() }))
-    }
-
-    fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.0.buf.cast()
-    }
-
-    fn len(&self) -> usize {
-        self.0.len as usize
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        if self.0.len == 0 {
-            return &[];
-        }
-        // SAFETY: a contiguous buffer of `len` bytes, exported until this view is released.
-        unsafe { std::slice::from_raw_parts(self.0.buf as *const u8, self.0.len as usize) }
-    }
-}
-
-impl Drop for RawBuffer {
-    fn drop(&mut self) {
-        // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released once.
-        unsafe { ffi::PyBuffer_Release(&mut self.0) };
-    }
-}
-
-#[inline]
-fn retry_later(errno: i32) -> bool {
-    errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR
-}
-
-fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
-}
-
 struct State {
     protocol: Option<Py<PyAny>>,
     /// The Python transport, handed to protocol callbacks and to the slow paths.
@@ -134,11 +85,7 @@ struct State {
     paused: bool,
     read_watched: bool,
     write_watched: bool,
-    protocol_paused: bool,
-    /// The watermarks as compared (asyncio accepts any real numbers) and as given.
-    high: f64,
-    low: f64,
-    limits: Option<(Py<PyAny>, Py<PyAny>)>,
+    flow: FlowControl,
     /// asyncio's `_empty_waiter` (sendfile waits for the buffer to drain).
     empty_waiter: Option<Py<PyAny>>,
 }
@@ -171,13 +118,7 @@ impl StreamTransport {
         if is_exit(py, &err) {
             return Err(err);
         }
-        match self.transport(py) {
-            Some(t) => t
-                .bind(py)
-                .call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message))
-                .map(drop),
-            None => Ok(()),
-        }
+        call_transport(py, self.transport(py), intern!(py, "_fatal_error"), (err.into_value(py), message))
     }
 
     fn watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
@@ -188,10 +129,7 @@ impl StreamTransport {
         } else {
             intern!(py, "_read_ready")
         };
-        let callback = slf.getattr(method)?;
-        let lp = this.event_loop.bind(py);
-        let handle = EventLoop::make_watch_handle(lp, callback)?;
-        EventLoop::set_reader_or_writer(lp, this.fd, handle, write)?;
+        watch_fd(slf.as_any(), this.event_loop.bind(py), this.fd, write, method)?;
         let mut st = this.state.borrow_mut(py);
         if write {
             st.write_watched = true;
@@ -214,7 +152,7 @@ impl StreamTransport {
                 return Ok(());
             }
         }
-        EventLoop::remove_reader_or_writer(self.event_loop.bind(py), self.fd, write).map(drop)
+        unwatch_fd(self.event_loop.bind(py), self.fd, write)
     }
 
     fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
@@ -227,10 +165,7 @@ impl StreamTransport {
     }
 
     fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
-        match self.transport(py) {
-            Some(t) => t.bind(py).call_method0(intern!(py, "_read_ready__on_eof")).map(drop),
-            None => Ok(()),
-        }
+        call_transport(py, self.transport(py), intern!(py, "_read_ready__on_eof"), ())
     }
 
     /// A callback of the protocol; its failure is reported as asyncio reports it.
@@ -345,58 +280,27 @@ impl StreamTransport {
     fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
         let protocol = {
             let mut st = self.state.borrow_mut(py);
-            if st.buf.len() as f64 <= st.high || st.protocol_paused {
+            let size = st.buf.len();
+            if !st.flow.pause_now(size) {
                 return Ok(());
             }
-            st.protocol_paused = true;
             st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
-        self.flow_callback(
-            py,
-            protocol,
-            intern!(py, "pause_writing"),
-            "protocol.pause_writing() failed",
-        )
+        let method = intern!(py, "pause_writing");
+        flow_callback(py, protocol, self.transport(py), method, "protocol.pause_writing() failed")
     }
 
     fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
         let protocol = {
             let mut st = self.state.borrow_mut(py);
-            if !st.protocol_paused || st.buf.len() as f64 > st.low {
+            let size = st.buf.len();
+            if !st.flow.resume_now(size) {
                 return Ok(());
             }
-            st.protocol_paused = false;
             st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
-        self.flow_callback(
-            py,
-            protocol,
-            intern!(py, "resume_writing"),
-            "protocol.resume_writing() failed",
-        )
-    }
-
-    fn flow_callback(
-        &self,
-        py: Python<'_>,
-        protocol: Option<Py<PyAny>>,
-        method: &Bound<'_, pyo3::types::PyString>,
-        message: &str,
-    ) -> PyResult<()> {
-        let Some(protocol) = protocol else {
-            return Ok(());
-        };
-        match protocol.bind(py).call_method0(method) {
-            Ok(_) => Ok(()),
-            Err(err) if is_exit(py, &err) => Err(err),
-            Err(err) => match self.transport(py) {
-                Some(t) => t
-                    .bind(py)
-                    .call_method1(intern!(py, "_flow_control_failed"), (message, err.into_value(py)))
-                    .map(drop),
-                None => Ok(()),
-            },
-        }
+        let method = intern!(py, "resume_writing");
+        flow_callback(py, protocol, self.transport(py), method, "protocol.resume_writing() failed")
     }
 
     /// `write()` of a buffer whose bytes cannot be had: asyncio's checks in asyncio's order,
@@ -450,10 +354,7 @@ impl StreamTransport {
                 paused: false,
                 read_watched: false,
                 write_watched: false,
-                protocol_paused: false,
-                high: 64.0 * 1024.0,
-                low: 16.0 * 1024.0,
-                limits: None,
+                flow: FlowControl::default(),
                 empty_waiter: None,
             }),
         }
@@ -587,11 +488,7 @@ impl StreamTransport {
                 Err(err) => return Self::write_unsendable(slf, data, err),
             }
         } else {
-            let name = data.get_type().name()?;
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {}",
-                name.repr()?
-            )));
+            return Err(not_bytes_like(data));
         };
         let slice: &[u8] = match (&bytes, &view) {
             (Some(b), _) => b.as_bytes(),
@@ -613,9 +510,7 @@ impl StreamTransport {
             st.conn_lost += 1;
             drop(st);
             if warn {
-                py.import(intern!(py, "asyncio.log"))?
-                    .getattr(intern!(py, "logger"))?
-                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
+                log_lost_write(py)?;
             }
             return Ok(());
         }
@@ -766,26 +661,13 @@ impl StreamTransport {
 
     /// Set the watermarks (already checked by the caller, as asyncio checks them).
     fn _set_write_buffer_limits(&self, py: Python<'_>, high: Bound<'_, PyAny>, low: Bound<'_, PyAny>) -> PyResult<()> {
-        let (h, l) = (high.extract::<f64>()?, low.extract::<f64>()?);
-        let old = {
-            let mut st = self.state.borrow_mut(py);
-            st.high = h;
-            st.low = l;
-            st.limits.replace((high.unbind(), low.unbind()))
-        };
+        let old = self.state.borrow_mut(py).flow.set(high, low)?;
         drop(old);
         self.maybe_pause_protocol(py)
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
-        let st = self.state.borrow_mut(py);
-        match &st.limits {
-            Some((high, low)) => (low.clone_ref(py), high.clone_ref(py)),
-            None => (
-                (st.low as usize).into_pyobject(py).expect("int").into_any().unbind(),
-                (st.high as usize).into_pyobject(py).expect("int").into_any().unbind(),
-            ),
-        }
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        self.state.borrow_mut(py).flow.limits(py)
     }
 
     #[getter]
@@ -811,7 +693,7 @@ impl StreamTransport {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).protocol_paused
+        self.state.borrow_mut(py).flow.protocol_paused
     }
 
     /// (reading registered and not paused, writing registered) for the repr.

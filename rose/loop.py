@@ -17,7 +17,6 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import sys
 import threading
 import time
@@ -48,21 +47,6 @@ _Unix = unix_events._UnixSelectorEventLoop
 def _sighandler_noop(signum, frame):
     """Python-level handler of a signal watched by `add_signal_handler`: the C-level handler
     already wrote the signal number to the loop's wake-up socket, which is all we need."""
-
-
-class _SelectorDatagramTransport(selector_events._SelectorDatagramTransport):
-    """asyncio's datagram transport (same name, so reprs match), reading IP datagrams into
-    64 KiB buffers.
-
-    asyncio reads every datagram with `recvfrom(256 KiB)`; a buffer that large is above
-    glibc's mmap threshold, so each datagram cost an mmap/mremap/munmap (measured: ~60% of
-    the server's CPU per datagram in benchmarks/udp_subprocess.py). No IPv4 or IPv6 UDP
-    payload exceeds 65,535 bytes; AF_UNIX datagrams can, and keep asyncio's size."""
-
-    def __init__(self, loop, sock, *args, **kwargs):
-        super().__init__(loop, sock, *args, **kwargs)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            self.max_size = 65536
 
 
 class Server(base_events.Server):
@@ -389,7 +373,8 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     # Stream transports (TCP, Unix) are rose's own, with their I/O in Rust
     # (rose/transports.py, src/stream.rs). Connection and server set-up (address resolution,
     # happy eyeballs, accepting) and TLS (stdlib's SSLProtocol over a rose transport) are
-    # asyncio's code. Datagram and pipe transports are still asyncio's selector transports.
+    # asyncio's code. Datagram transports are rose's too (src/udp.rs); pipe transports are
+    # still asyncio's.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         transport = _transports._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
@@ -427,7 +412,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
-        return _SelectorDatagramTransport(self, sock, protocol, address, waiter, extra)
+        return _transports._SelectorDatagramTransport(self, sock, protocol, address, waiter, extra)
     _start_serving = _Selector._start_serving
     _accept_connection = _Selector._accept_connection
     _accept_connection2 = _Selector._accept_connection2

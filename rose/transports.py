@@ -17,27 +17,18 @@ from asyncio.log import logger
 
 from . import _rose
 
-__all__ = ("_SelectorSocketTransport",)
+__all__ = ("_SelectorDatagramTransport", "_SelectorSocketTransport")
 
 
-class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transport):
+class _RoseTransport(transports._FlowControlMixin):
+    """What rose's stream and datagram transports share: the Rust core in `_core`, the
+    socket, and the rare paths (errors, `connection_lost`, the repr)."""
+
     # _FlowControlMixin as a base because asyncio's sendfile fallback insists on it; its state
     # (`_protocol_paused`, the watermarks) lives in the core.
-    __slots__ = (
-        "_core",
-        "write",
-        "_sock",
-        "_sock_fd",
-        "_server",
-        "__weakref__",
-    )
+    __slots__ = ("_core", "_sock", "_sock_fd", "_server", "__weakref__")
 
-    # asyncio's markers: `start_tls` and `sendfile` check them.
-    _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-    max_size = 256 * 1024
-
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def _setup(self, loop, sock, extra, server):
         transports.BaseTransport.__init__(self, extra)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
@@ -52,20 +43,16 @@ class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transpor
         self._loop = loop
         self._sock = sock
         self._sock_fd = sock.fileno()
-        core = _rose.StreamTransport(
-            loop, self._sock_fd, protocol, isinstance(protocol, protocols.BufferedProtocol)
-        )
-        core._set_transport(self)
-        self._core = core
-        self.write = core.write
         self._server = server
         if server is not None:
             server._attach()
         loop._transports[self._sock_fd] = self
-        base_events._set_nodelay(sock)
+
+    def _start(self, protocol, waiter):
+        loop = self._loop
         loop.call_soon(protocol.connection_made, self)
         # only start reading once connection_made() has run
-        loop.call_soon(core._start_reading)
+        loop.call_soon(self._core._start_reading)
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
@@ -93,16 +80,14 @@ class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transpor
         # read by asyncio's sendfile fallback
         return self._core._protocol_paused
 
-    # -- the public API -----------------------------------------------------------------------
-
     def get_protocol(self):
         return self._core.get_protocol()
 
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol))
-
     def is_closing(self):
         return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
 
     def is_reading(self):
         return self._core.is_reading()
@@ -115,21 +100,8 @@ class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transpor
         if self._core._resume_reading() and self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def close(self):
-        self._core.close()
-
     def abort(self):
         self._core._force_close(None)
-
-    def writelines(self, list_of_data):
-        # asyncio 3.11's WriteTransport.writelines: one join, one write.
-        self.write(b"".join(list_of_data))
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
 
     def get_write_buffer_size(self):
         return self._core.get_write_buffer_size()
@@ -176,6 +148,85 @@ class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transpor
             }
         )
 
+    def _call_connection_lost(self, exc):
+        core = self._core
+        try:
+            protocol = core.get_protocol()
+            if protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._sock = None
+            self._loop = None
+            core._detach()
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
+
+
+class _SelectorDatagramTransport(_RoseTransport, transports.DatagramTransport):
+    """rose's datagram transport (asyncio's name, so reprs and logs read the same); its I/O
+    core is `rose._rose._SelectorDatagramTransport` (src/udp.rs). `sendto` is the core's."""
+
+    __slots__ = ("sendto", "_address")
+
+    max_size = 256 * 1024
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._setup(loop, sock, extra, None)
+        self._address = address
+        core = _rose._SelectorDatagramTransport(
+            loop, sock, protocol, address, bool(self._extra["peername"])
+        )
+        core._set_transport(self)
+        self._core = core
+        self.sendto = core.sendto
+        self._start(protocol, waiter)
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+
+class _SelectorSocketTransport(_RoseTransport, transports.Transport):
+    """rose's stream transport for TCP and Unix sockets; its I/O core is
+    `rose._rose.StreamTransport` (src/stream.rs). `write` is the core's."""
+
+    __slots__ = ("write",)
+
+    # asyncio's markers: `start_tls` and `sendfile` check them.
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    max_size = 256 * 1024
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._setup(loop, sock, extra, server)
+        core = _rose.StreamTransport(
+            loop, self._sock_fd, protocol, isinstance(protocol, protocols.BufferedProtocol)
+        )
+        core._set_transport(self)
+        self._core = core
+        self.write = core.write
+        base_events._set_nodelay(sock)
+        self._start(protocol, waiter)
+
+    # -- the public API -----------------------------------------------------------------------
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol))
+
+    def writelines(self, list_of_data):
+        # asyncio 3.11's WriteTransport.writelines: one join, one write.
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    # -- called by the core on rare paths ------------------------------------------------------
+
     def _read_ready__on_eof(self):
         if self._loop.get_debug():
             logger.debug("%r received EOF", self)
@@ -193,21 +244,10 @@ class _SelectorSocketTransport(transports._FlowControlMixin, transports.Transpor
             self.close()
 
     def _call_connection_lost(self, exc):
-        core = self._core
         try:
-            protocol = core.get_protocol()
-            if protocol is not None:
-                protocol.connection_lost(exc)
+            super()._call_connection_lost(exc)
         finally:
-            self._sock.close()
-            self._sock = None
-            self._loop = None
-            core._detach()
-            server = self._server
-            if server is not None:
-                server._detach()
-                self._server = None
-            waiter = core._empty_waiter
+            waiter = self._core._empty_waiter
             if waiter is not None:
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
 

@@ -11,8 +11,9 @@ mod handles;
 mod reactor;
 mod selector;
 mod stream;
-mod transport;
 pub mod timers;
+mod transport;
+mod udp;
 pub mod write_buffer;
 
 use pyo3::prelude::*;
@@ -30,6 +31,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<stream::StreamTransport>()?;
+    m.add_class::<udp::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(fastcall::_install_fast_methods, m)?)?;
     Ok(())

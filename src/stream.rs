@@ -27,12 +27,12 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{last_errno, os_error};
-use crate::transport::{
-    call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd, FlowControl,
-    RawBuffer,
-};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
+use crate::transport::{
+    call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd,
+    FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+};
 use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
 
 /// The most one read takes. asyncio reads up to 256 KiB (`max_size`); with 64 KiB messages
@@ -40,8 +40,6 @@ use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
 /// out of the socket, `_copy_to_iter`: 1.75-2.1 s against 0.78-1.06 s of system time for
 /// 30,000 echoes). A stream may be delivered in any chunks, so 64 KiB it is.
 const READ_SIZE: usize = 64 * 1024;
-/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 thread_local! {
     /// Reads land here first and are copied into a `bytes` of the exact size (what libuv-based
@@ -118,7 +116,12 @@ impl StreamTransport {
         if is_exit(py, &err) {
             return Err(err);
         }
-        call_transport(py, self.transport(py), intern!(py, "_fatal_error"), (err.into_value(py), message))
+        call_transport(
+            py,
+            self.transport(py),
+            intern!(py, "_fatal_error"),
+            (err.into_value(py), message),
+        )
     }
 
     fn watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
@@ -287,7 +290,13 @@ impl StreamTransport {
             st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
         let method = intern!(py, "pause_writing");
-        flow_callback(py, protocol, self.transport(py), method, "protocol.pause_writing() failed")
+        flow_callback(
+            py,
+            protocol,
+            self.transport(py),
+            method,
+            "protocol.pause_writing() failed",
+        )
     }
 
     fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
@@ -300,7 +309,13 @@ impl StreamTransport {
             st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
         let method = intern!(py, "resume_writing");
-        flow_callback(py, protocol, self.transport(py), method, "protocol.resume_writing() failed")
+        flow_callback(
+            py,
+            protocol,
+            self.transport(py),
+            method,
+            "protocol.resume_writing() failed",
+        )
     }
 
     /// `write()` of a buffer whose bytes cannot be had: asyncio's checks in asyncio's order,

@@ -12,6 +12,9 @@ use pyo3::types::PyString;
 
 use crate::event_loop::EventLoop;
 
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+pub const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
 /// A `Py_buffer` view of a Python object, released on drop (with the GIL, as always here).
 pub struct RawBuffer(ffi::Py_buffer);
 
@@ -63,7 +66,6 @@ pub fn retry_later(errno: i32) -> bool {
 pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
-
 
 /// Call `method` of the Python transport object (None once detached: then nothing happens).
 pub fn call_transport<'py>(
@@ -153,7 +155,12 @@ pub fn flow_callback(
     match protocol.bind(py).call_method0(method) {
         Ok(_) => Ok(()),
         Err(err) if is_exit(py, &err) => Err(err),
-        Err(err) => call_transport(py, transport, intern!(py, "_flow_control_failed"), (message, err.into_value(py))),
+        Err(err) => call_transport(
+            py,
+            transport,
+            intern!(py, "_flow_control_failed"),
+            (message, err.into_value(py)),
+        ),
     }
 }
 

@@ -789,3 +789,98 @@ def test_set_protocol(loop):
         assert not first.lost.done()
 
     run(loop, main())
+
+
+# --------------------------------------------------------------------------------------
+# Addresses: numeric ones are converted natively by rose, the rest by the socket module
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_sendto_host_name_or_number(loop, host):
+    async def main():
+        async with opened(local_addr=LOCAL) as (server, sproto):
+            port = server.get_extra_info("sockname")[1]
+            async with opened(family=socket.AF_INET) as (client, _):
+                client.sendto(b"by " + host.encode(), (host, port))
+                data, addr = await sproto.datagrams.get()
+                assert data == b"by " + host.encode()
+                # the client was bound by its first sendto
+                port = client.get_extra_info("socket").getsockname()[1]
+                assert addr == ("127.0.0.1", port)
+
+    run(loop, main())
+
+
+def test_ipv6_sender_address_is_a_4_tuple(loop):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+
+    async def main():
+        async with opened(local_addr=("::1", 0)) as (server, sproto):
+            saddr = server.get_extra_info("sockname")
+            async with opened(local_addr=("::1", 0)) as (client, _):
+                client.sendto(b"six", (saddr[0], saddr[1], 0, 0))
+                data, addr = await sproto.datagrams.get()
+                assert data == b"six"
+                assert addr == client.get_extra_info("sockname")
+                assert len(addr) == 4 and addr[0] == "::1"
+                # a 2-tuple destination works as well
+                client.sendto(b"two", saddr[:2])
+                assert (await sproto.datagrams.get())[0] == b"two"
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize(
+    ("addr", "exc_type"),
+    [(("127.0.0.1", 70000), OverflowError), (None, TypeError), ("127.0.0.1", TypeError)],
+)
+def test_sendto_unusable_address_is_fatal(loop, addr, exc_type):
+    """The socket module's own error, reported as asyncio reports a non-OSError on send:
+    the exception handler and connection_lost(exc)."""
+    contexts = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+        tr, proto = await endpoint(family=socket.AF_INET)
+        tr.sendto(b"x", addr)
+        exc = await proto.lost
+        assert isinstance(exc, exc_type)
+        assert tr.is_closing()
+        return exc
+
+    exc = run(loop, main())
+    assert [c["message"] for c in contexts] == ["Fatal write error on datagram transport"]
+    assert contexts[0]["exception"] is exc
+
+
+def test_datagram_received_exception_goes_to_the_handler(loop):
+    contexts = []
+
+    class Failing(Recorder):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            raise ZeroDivisionError(data)
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+        tr, proto = await asyncio.get_running_loop().create_datagram_endpoint(
+            Failing, local_addr=LOCAL
+        )
+        try:
+            with udp_socket() as s:
+                s.sendto(b"one", tr.get_extra_info("sockname"))
+                await proto.datagrams.get()
+                s.sendto(b"two", tr.get_extra_info("sockname"))
+                await proto.datagrams.get()
+            # not fatal: the endpoint keeps receiving
+            assert not tr.is_closing()
+        finally:
+            await close_all(tr)
+
+    run(loop, main())
+    assert [c["message"] for c in contexts] == [
+        "Exception in callback _SelectorDatagramTransport._read_ready()"
+    ] * 2
+    assert [c["exception"].args for c in contexts] == [(b"one",), (b"two",)]

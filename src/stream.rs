@@ -16,7 +16,6 @@
 //!
 //! State lives in one `GilCell`; no borrow is held across a call into Python.
 
-use std::cell::RefCell;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -31,21 +30,9 @@ use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::transport::{
     call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd,
-    FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    with_scratch, FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
-
-/// The most one read takes. asyncio reads up to 256 KiB (`max_size`); with 64 KiB messages
-/// over loopback a 256 KiB `recv` measured twice the kernel time of a 64 KiB one (the copy
-/// out of the socket, `_copy_to_iter`: 1.75-2.1 s against 0.78-1.06 s of system time for
-/// 30,000 echoes). A stream may be delivered in any chunks, so 64 KiB it is.
-const READ_SIZE: usize = 64 * 1024;
-
-thread_local! {
-    /// Reads land here first and are copied into a `bytes` of the exact size (what libuv-based
-    /// uvloop does too): no 256 KiB allocation per read.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
-}
 
 /// A chunk of the write buffer: a `bytes` object kept as it is (zero-copy), or a copy of a
 /// mutable buffer (`bytearray`, `memoryview`), which the caller may change after `write()`.
@@ -188,18 +175,7 @@ impl StreamTransport {
 
     /// `recv` into the scratch buffer and copy into a new `bytes` (None at EOF).
     fn recv_bytes<'py>(&self, py: Python<'py>) -> Result<Option<Bound<'py, PyBytes>>, i32> {
-        let mut fresh = Vec::new();
-        SCRATCH.with(|scratch| {
-            // A finaliser run by the GC during the allocation below could, in theory, read
-            // another transport on this thread: it then gets a buffer of its own.
-            let mut guard = scratch.try_borrow_mut();
-            let buf: &mut Vec<u8> = match guard {
-                Ok(ref mut b) => b,
-                Err(_) => {
-                    fresh.resize(READ_SIZE, 0);
-                    &mut fresh
-                }
-            };
+        with_scratch(|buf| {
             // SAFETY: reading at most `buf.len()` bytes into our own buffer.
             let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             match n {

@@ -28,13 +28,12 @@ use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::transport::{
     call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd,
-    FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    with_scratch, FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES, READ_SIZE,
 };
 
-/// The biggest IPv4/IPv6 UDP payload is 65,507/65,527 bytes: one 64 KiB buffer reads any
-/// datagram whole (asyncio's 256 KiB would cost an mmap per read; measured in
-/// benchmarks/udp_subprocess.py).
-const IP_READ_SIZE: usize = 65536;
+// The biggest IPv4/IPv6 UDP payload is 65,507/65,527 bytes: the transports' 64 KiB read buffer
+// (`READ_SIZE`) takes any datagram whole.
+const _: () = assert!(READ_SIZE >= 65536);
 
 struct State {
     protocol: Option<Py<PyAny>>,
@@ -430,30 +429,33 @@ impl DatagramTransport {
         if self.family != libc::AF_INET && self.family != libc::AF_INET6 {
             return self.read_with_python(py, protocol);
         }
-        let mut buf = vec![0u8; IP_READ_SIZE];
         // SAFETY: an all-zero sockaddr_storage is a valid out-parameter.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: reading at most `buf.len()` bytes into our buffer; `storage`/`len` describe a
-        // valid address buffer.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut storage as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            return match last_errno() {
-                errno if retry_later(errno) => Ok(()),
-                errno => self.error_received(py, os_error(errno)),
+        let received = with_scratch(|buf| {
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: reading at most `buf.len()` bytes into our buffer; `storage`/`len`
+            // describe a valid address buffer.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut storage as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                )
             };
-        }
-        let data = PyBytes::new(py, &buf[..n as usize]);
-        drop(buf);
+            if n < 0 {
+                Err(last_errno())
+            } else {
+                Ok(PyBytes::new(py, &buf[..n as usize]))
+            }
+        });
+        let data = match received {
+            Ok(data) => data,
+            Err(errno) if retry_later(errno) => return Ok(()),
+            Err(errno) => return self.error_received(py, os_error(errno)),
+        };
         let addr = addr_to_py(py, &storage)?;
         protocol
             .call_method1(intern!(py, "datagram_received"), (data, addr))

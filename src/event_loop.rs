@@ -298,19 +298,27 @@ impl EventLoop {
     fn poll_events(&self, py: Python<'_>, busy: bool, signals: &mut Vec<u8>) -> PyResult<i64> {
         let selector_active = !self.selector.borrow_mut(py).is_empty();
         let mut now = monotonic_ns();
-        if busy && !selector_active && now - self.last_poll.load(Ordering::Relaxed) < POLL_BUDGET_NS {
-            // Callbacks are waiting and I/O was polled moments ago: do not enter the runtime.
-            return Ok(now);
+        let recent = now - self.last_poll.load(Ordering::Relaxed) < POLL_BUDGET_NS;
+        if recent && (busy || selector_active) {
+            // The runtime was polled moments ago: do not enter it (DESIGN: entering costs
+            // more than a callback). Watched fds are polled directly, without blocking; only
+            // when they have nothing and no callback waits does the loop park below.
+            if !selector_active {
+                return Ok(now);
+            }
+            let mut events = self.selector_events.borrow_mut(py);
+            self.reactor(py)?.selector_wait(&mut events)?;
+            if !events.is_empty() || busy {
+                self.queue_selector_events(py, &events)?;
+                events.clear();
+                return Ok(now);
+            }
         }
         let reactor = self.reactor(py)?;
         let r: &Reactor = &reactor;
         let ev = if busy {
-            if now - self.last_poll.load(Ordering::Relaxed) >= POLL_BUDGET_NS {
-                self.last_poll.store(now, Ordering::Relaxed);
-                r.poll_now()
-            } else {
-                0
-            }
+            self.last_poll.store(now, Ordering::Relaxed);
+            r.poll_now()
         } else {
             let deadline = self.timers.borrow_mut(py).peek().map(|(when, _)| deadline_ns(*when));
             let wakeup: &Wakeup = &self.wakeup;

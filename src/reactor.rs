@@ -266,13 +266,16 @@ impl Reactor {
         out.clear();
         let mut cx = Context::from_waker(Waker::noop());
         let guard = self.selector.poll_read_ready(&mut cx);
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
+        // Uninitialised: zeroing 3 KiB on every poll measured as the biggest user-space cost
+        // of a loop iteration that handles one datagram.
+        let mut events = [const { std::mem::MaybeUninit::<libc::epoll_event>::uninit() }; 256];
         let n = loop {
-            // SAFETY: `events` is a valid array of `events.len()` epoll_event structures.
+            // SAFETY: `events` has room for `events.len()` epoll_event structures, which the
+            // kernel writes; only the first `n` are read below.
             let n = unsafe {
                 libc::epoll_wait(
                     self.selector.as_raw_fd(),
-                    events.as_mut_ptr(),
+                    events.as_mut_ptr().cast(),
                     events.len() as libc::c_int,
                     0,
                 )
@@ -285,7 +288,11 @@ impl Reactor {
                 return Err(err);
             }
         };
-        out.extend(events[..n].iter().map(|e| (e.u64 as RawFd, e.events)));
+        out.extend(events[..n].iter().map(|e| {
+            // SAFETY: epoll_wait initialised the first `n` entries.
+            let e = unsafe { e.assume_init() };
+            (e.u64 as RawFd, e.events)
+        }));
         if n == 0 {
             if let Poll::Ready(Ok(mut guard)) = guard {
                 guard.clear_ready();

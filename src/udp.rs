@@ -151,6 +151,30 @@ fn ntop(family: i32, src: *const libc::c_void) -> Option<String> {
     text.to_str().ok().map(str::to_owned)
 }
 
+/// "a.b.c.d" without libc's `inet_ntop`, which formats IPv4 with `sprintf` (measured: a
+/// quarter of the user time of receiving a datagram). Returns the buffer and its length.
+fn dotted_quad(octets: [u8; 4]) -> ([u8; 15], usize) {
+    let mut out = [0u8; 15];
+    let mut n = 0;
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        if o >= 100 {
+            out[n] = b'0' + o / 100;
+            n += 1;
+        }
+        if o >= 10 {
+            out[n] = b'0' + (o / 10) % 10;
+            n += 1;
+        }
+        out[n] = b'0' + o % 10;
+        n += 1;
+    }
+    (out, n)
+}
+
 /// The `%scope` suffix glibc's `getnameinfo(NI_NUMERICHOST)` gives a scoped IPv6 address (and
 /// so Python's socket module): the interface name for link-local addresses, else the number.
 fn scope_suffix(ip: &Ipv6Addr, scope_id: u32) -> String {
@@ -175,7 +199,11 @@ fn addr_to_py<'py>(py: Python<'py>, storage: &libc::sockaddr_storage) -> PyResul
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
             let sa = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let host = ntop(libc::AF_INET, (&sa.sin_addr as *const libc::in_addr).cast()).unwrap_or_default();
+            let host = dotted_quad(sa.sin_addr.s_addr.to_ne_bytes());
+            let host = PyString::new(
+                py,
+                std::str::from_utf8(&host.0[..host.1]).expect("ASCII digits and dots"),
+            );
             Ok((host, u16::from_be(sa.sin_port)).into_pyobject(py)?.into_any())
         }
         libc::AF_INET6 => {
@@ -359,6 +387,28 @@ impl DatagramTransport {
         let callback = t.bind(py).getattr(intern!(py, "_call_connection_lost"))?;
         let args = PyTuple::new(py, [exc])?;
         EventLoop::call_soon(self.event_loop.bind(py), callback, args, None).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_quads_match_the_std_formatting() {
+        for octets in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [255, 255, 255, 255],
+            [10, 9, 100, 99],
+            [1, 20, 200, 0],
+        ] {
+            let (buf, n) = dotted_quad(octets);
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                Ipv4Addr::from(octets).to_string()
+            );
+        }
     }
 }
 

@@ -338,24 +338,62 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     _ensure_fd_no_transport = _Selector._ensure_fd_no_transport
 
     # -- low-level socket operations ----------------------------------------------------------
-    # asyncio's selector-loop implementations, on rose's fd watchers.
+    # sock_recv, sock_recv_into and sock_sendall: asyncio's checks and shape, with the socket
+    # calls and the retry callback in Rust (src/sock.rs). The others are asyncio's
+    # selector-loop implementations, on rose's fd watchers.
 
-    sock_recv = _Selector.sock_recv
-    _sock_recv = _Selector._sock_recv
-    _sock_read_done = _Selector._sock_read_done
-    sock_recv_into = _Selector.sock_recv_into
-    _sock_recv_into = _Selector._sock_recv_into
+    async def sock_recv(self, sock, n):
+        """Receive up to `n` bytes from the non-blocking socket `sock`."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        fd = sock.fileno()
+        data = _rose._sock_try_recv(fd, n)
+        if data is not None:
+            return data
+        fut = self.create_future()
+        self._ensure_fd_no_transport(fd)
+        _rose._sock_wait(self, fut, fd, 0, n)
+        return await fut
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into the writable buffer `buf`; returns the number of bytes received."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        fd = sock.fileno()
+        nbytes = _rose._sock_try_recv_into(fd, buf)
+        if nbytes is not None:
+            return nbytes
+        fut = self.create_future()
+        self._ensure_fd_no_transport(fd)
+        _rose._sock_wait(self, fut, fd, 1, buf)
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        """Send all of `data` to the connected socket `sock`."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        fd = sock.fileno()
+        n = _rose._sock_try_send(fd, data)
+        if n == memoryview(data).nbytes:
+            return
+        fut = self.create_future()
+        self._ensure_fd_no_transport(fd)
+        _rose._sock_wait(self, fut, fd, 2, data, n)
+        return await fut
+
     sock_recvfrom = _Selector.sock_recvfrom
     _sock_recvfrom = _Selector._sock_recvfrom
     sock_recvfrom_into = _Selector.sock_recvfrom_into
     _sock_recvfrom_into = _Selector._sock_recvfrom_into
-    sock_sendall = _Selector.sock_sendall
-    _sock_sendall = _Selector._sock_sendall
     sock_sendto = _Selector.sock_sendto
     _sock_sendto = _Selector._sock_sendto
     sock_connect = _Selector.sock_connect
     _sock_connect = _Selector._sock_connect
     _sock_write_done = _Selector._sock_write_done
+    _sock_read_done = _Selector._sock_read_done
     _sock_connect_cb = _Selector._sock_connect_cb
     sock_accept = _Selector.sock_accept
     _sock_accept = _Selector._sock_accept

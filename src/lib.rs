@@ -10,6 +10,7 @@ mod gil_cell;
 mod handles;
 mod reactor;
 mod selector;
+mod sock;
 mod stream;
 pub mod timers;
 mod transport;
@@ -32,6 +33,11 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<stream::StreamTransport>()?;
     m.add_class::<udp::DatagramTransport>()?;
+    m.add_class::<sock::SockOp>()?;
+    m.add_function(wrap_pyfunction!(sock::_sock_try_recv, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::_sock_try_recv_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::_sock_try_send, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::_sock_wait, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(fastcall::_install_fast_methods, m)?)?;
     Ok(())

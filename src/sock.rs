@@ -1,0 +1,231 @@
+//! The hot `sock_*` methods: `sock_recv`, `sock_recv_into` and `sock_sendall` on the loop.
+//!
+//! asyncio's versions try the socket call first and, when it would block, watch the fd with a
+//! callback that retries it and completes a future. rose keeps that shape and those semantics
+//! (the Python coroutines in `rose/loop.py` keep asyncio's checks and call these primitives),
+//! but does the socket calls here: no `BlockingIOError` is raised and caught on the common
+//! path, and the retry callback is one `SockOp` object instead of a bound method, a
+//! `functools.partial` and a list.
+//!
+//! A `SockOp` is the callback of a watch handle, as asyncio's `_sock_recv` is: it retries the
+//! call each time the fd is ready and completes the future once; the future's done callback
+//! (`_done`) removes the watch unless it was replaced meanwhile, as asyncio's
+//! `_sock_read_done`/`_sock_write_done` do.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::errors::{last_errno, os_error};
+use crate::event_loop::EventLoop;
+use crate::gil_cell::GilCell;
+use crate::handles::Handle;
+use crate::transport::{retry_later, with_scratch, RawBuffer, READ_SIZE};
+
+/// `recv(fd, n)`: Ok(Some(bytes)), Ok(None) if it would block, or the socket error.
+fn try_recv<'py>(py: Python<'py>, fd: RawFd, n: isize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    if n < 0 {
+        return Err(PyValueError::new_err("negative buffersize in recv"));
+    }
+    let n = n as usize;
+    loop {
+        let got = if n <= READ_SIZE {
+            with_scratch(|buf| {
+                // SAFETY: reading at most `n` (<= buf.len()) bytes into our buffer.
+                let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), n, 0) };
+                (got >= 0).then(|| PyBytes::new(py, &buf[..got as usize]))
+            })
+        } else {
+            let mut buf = vec![0u8; n];
+            // SAFETY: reading at most `n` bytes into a buffer of `n` bytes.
+            let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), n, 0) };
+            (got >= 0).then(|| PyBytes::new(py, &buf[..got as usize]))
+        };
+        match got {
+            Some(data) => return Ok(Some(data)),
+            None => match last_errno() {
+                libc::EINTR => py.check_signals()?,
+                errno if retry_later(errno) => return Ok(None),
+                errno => return Err(os_error(errno)),
+            },
+        }
+    }
+}
+
+/// `recv_into(buf)`: Ok(Some(nbytes)), Ok(None) if it would block, or the error.
+fn try_recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    let mut view = RawBuffer::get(buf, true)?;
+    loop {
+        // SAFETY: reading at most `view.len()` bytes into the exported writable buffer.
+        let got = unsafe { libc::recv(fd, view.as_mut_ptr().cast(), view.len(), 0) };
+        if got >= 0 {
+            return Ok(Some(got as usize));
+        }
+        match last_errno() {
+            libc::EINTR => py.check_signals()?,
+            errno if retry_later(errno) => return Ok(None),
+            errno => return Err(os_error(errno)),
+        }
+    }
+}
+
+/// `send(data[pos:])`: the bytes sent (0 if it would block), or the error.
+fn try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: usize) -> PyResult<usize> {
+    let view = RawBuffer::get(data, false)?;
+    let rest = &view.as_slice()[pos.min(view.len())..];
+    loop {
+        // SAFETY: sending from the exported buffer, alive while `view` is.
+        let sent = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Ok(sent as usize);
+        }
+        match last_errno() {
+            libc::EINTR => py.check_signals()?,
+            errno if retry_later(errno) => return Ok(0),
+            errno => return Err(os_error(errno)),
+        }
+    }
+}
+
+enum Kind {
+    Recv(isize),
+    RecvInto(Py<PyAny>),
+    /// The data and how much of it went out already.
+    SendAll(Py<PyAny>, GilCell<usize>),
+}
+
+/// A pending `sock_*` call: the callback of the fd's watch handle.
+#[pyclass(frozen, module = "rose._rose")]
+pub struct SockOp {
+    event_loop: Py<EventLoop>,
+    fd: RawFd,
+    future: Py<PyAny>,
+    kind: Kind,
+    handle: GilCell<Option<Py<Handle>>>,
+}
+
+impl SockOp {
+    fn is_write(&self) -> bool {
+        matches!(self.kind, Kind::SendAll(..))
+    }
+}
+
+#[pymethods]
+impl SockOp {
+    /// Retry the call (asyncio's `_sock_recv`, `_sock_recv_into`, `_sock_sendall`).
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let fut = self.future.bind(py);
+        if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+            return Ok(());
+        }
+        let outcome: PyResult<Option<Bound<'_, PyAny>>> = match &self.kind {
+            Kind::Recv(n) => try_recv(py, self.fd, *n).map(|d| d.map(Bound::into_any)),
+            Kind::RecvInto(buf) => try_recv_into(py, self.fd, buf.bind(py))
+                .map(|n| n.map(|n| PyInt::new(py, n).into_any())),
+            Kind::SendAll(data, pos) => {
+                let data = data.bind(py);
+                let start = *pos.borrow_mut(py);
+                match try_send(py, self.fd, data, start) {
+                    Ok(sent) => {
+                        let total = RawBuffer::get(data, false)?.len();
+                        let at = start + sent;
+                        *pos.borrow_mut(py) = at;
+                        Ok((at >= total).then(|| py.None().into_bound(py)))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        match outcome {
+            Ok(None) => Ok(()), // try again next time
+            Ok(Some(result)) => fut.call_method1(intern!(py, "set_result"), (result,)).map(drop),
+            Err(err) if crate::transport::is_exit(py, &err) => Err(err),
+            Err(err) => fut
+                .call_method1(intern!(py, "set_exception"), (err.into_value(py),))
+                .map(drop),
+        }
+    }
+
+    /// The future's done callback: stop watching, unless the watch was replaced meanwhile
+    /// (asyncio: "if not handle.cancelled(): remove_reader(fd)").
+    fn _done(&self, py: Python<'_>, _future: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handle = self.handle.borrow_mut(py).take();
+        if let Some(handle) = handle {
+            if !handle.get().is_cancelled() {
+                EventLoop::remove_reader_or_writer(self.event_loop.bind(py), self.fd, self.is_write())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        visit.call(&self.future)?;
+        match &self.kind {
+            Kind::Recv(_) => {}
+            Kind::RecvInto(obj) | Kind::SendAll(obj, _) => visit.call(obj)?,
+        }
+        if let Some(h) = self.handle.try_borrow_for_gc() {
+            visit.call(&*h)?;
+        }
+        Ok(())
+    }
+}
+
+/// Try `recv(n)` once: the data, or None if it would block.
+#[pyfunction]
+pub fn _sock_try_recv(py: Python<'_>, fd: RawFd, n: isize) -> PyResult<Option<Bound<'_, PyBytes>>> {
+    try_recv(py, fd, n)
+}
+
+/// Try `recv_into(buf)` once: the byte count, or None if it would block.
+#[pyfunction]
+pub fn _sock_try_recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    try_recv_into(py, fd, buf)
+}
+
+/// Try `send(data)` once: the bytes sent (0 if it would block).
+#[pyfunction]
+pub fn _sock_try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    try_send(py, fd, data, 0)
+}
+
+/// Watch `fd` until the call completes `future`: kind 0 `recv(arg)`, 1 `recv_into(arg)`,
+/// 2 `sendall(arg)` with `sent` bytes already sent.
+#[pyfunction]
+#[pyo3(signature = (event_loop, future, fd, kind, arg, sent=0))]
+pub fn _sock_wait(
+    event_loop: &Bound<'_, EventLoop>,
+    future: &Bound<'_, PyAny>,
+    fd: RawFd,
+    kind: u8,
+    arg: &Bound<'_, PyAny>,
+    sent: usize,
+) -> PyResult<()> {
+    let py = event_loop.py();
+    let kind = match kind {
+        0 => Kind::Recv(arg.extract()?),
+        1 => Kind::RecvInto(arg.clone().unbind()),
+        _ => Kind::SendAll(arg.clone().unbind(), GilCell::new(sent)),
+    };
+    let op = Bound::new(
+        py,
+        SockOp {
+            event_loop: event_loop.clone().unbind(),
+            fd,
+            future: future.clone().unbind(),
+            kind,
+            handle: GilCell::new(None),
+        },
+    )?;
+    let write = op.get().is_write();
+    let handle = EventLoop::make_watch_handle(event_loop, op.clone().into_any())?;
+    *op.get().handle.borrow_mut(py) = Some(handle.clone_ref(py));
+    EventLoop::set_reader_or_writer(event_loop, fd, handle, write)?;
+    future.call_method1(intern!(py, "add_done_callback"), (op.getattr(intern!(py, "_done"))?,))?;
+    Ok(())
+}

@@ -117,7 +117,7 @@ impl EventLoop {
                 std::mem::forget(old);
             }
             let fresh = Reactor::new()?;
-            if let Some(sel) = self.selector.try_borrow_mut(py) {
+            if let Some(mut sel) = self.selector.try_borrow_mut(py) {
                 sel.reregister(&fresh);
             }
             *cell = Some(fresh);
@@ -453,10 +453,32 @@ impl EventLoop {
         handle: Py<Handle>,
         write: bool,
     ) -> PyResult<()> {
+        Self::watch_fd(slf, fd, handle, write, false)
+    }
+
+    /// A watch until one socket call completes (`sock_recv`, `sock_sendall`): see selector.rs.
+    pub(crate) fn set_oneshot_watch(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
+        Self::watch_fd(slf, fd, handle, write, true)
+    }
+
+    /// Arm a one-shot watch again (its event came but the call would still block).
+    pub(crate) fn rearm_oneshot_watch(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        let reactor = self.reactor(py)?;
+        self.selector.borrow_mut(py).rearm(&reactor, fd)?;
+        Ok(())
+    }
+
+    fn watch_fd(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool, oneshot: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let reactor = this.reactor(py)?;
-        let old = this.selector.borrow_mut(py).add(&reactor, fd, write, handle)?;
+        let mut selector = this.selector.borrow_mut(py);
+        let old = if oneshot {
+            selector.add_oneshot(&reactor, fd, write, handle)?
+        } else {
+            selector.add(&reactor, fd, write, handle)?
+        };
+        drop(selector);
         drop(reactor);
         if let Some(old) = old {
             Handle::cancel_bound(old.bind(py))?;

@@ -3,8 +3,17 @@
 //! selector loop (`_add_reader`, `_remove_reader`, `_process_events`, `EpollSelector`).
 //!
 //! The user's fd is never touched otherwise: its blocking mode stays as it is.
+//!
+//! One-shot watches (`add_oneshot`, for `sock_recv`/`sock_sendall`, which watch an fd only until
+//! one call completes): registered with `EPOLLONESHOT`, so once an event is reported the kernel
+//! disarms the fd by itself and removing the watch afterwards costs no syscall; the fd stays in
+//! the epoll set, disarmed ("dormant"), and the next watch re-arms it with one `EPOLL_CTL_MOD`
+//! instead of an ADD now and a DEL later. A dormant fd that is closed leaves the epoll set on its
+//! own; if its number comes back for another file, MOD fails with ENOENT and the watch is ADDed.
+//! A disarmed fd never reports anything, so a dormant entry can't wake the loop, even if the
+//! file outlives the fd through a duplicate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::RawFd;
 
@@ -17,6 +26,10 @@ use crate::reactor::Reactor;
 struct Registration {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    /// Registered with EPOLLONESHOT (see the module note).
+    oneshot: bool,
+    /// A one-shot registration reported an event: the kernel disarmed it.
+    disarmed: bool,
 }
 
 impl Registration {
@@ -27,6 +40,9 @@ impl Registration {
         }
         if self.writer.is_some() {
             ev |= libc::EPOLLOUT as u32;
+        }
+        if self.oneshot && ev != 0 {
+            ev |= libc::EPOLLONESHOT as u32;
         }
         ev
     }
@@ -46,6 +62,8 @@ pub type Watchers = (Option<Py<Handle>>, Option<Py<Handle>>);
 #[derive(Default)]
 pub struct Selector {
     map: HashMap<RawFd, Registration>,
+    /// Fds left in the epoll set, disarmed, by one-shot watches (see the module note).
+    dormant: HashSet<RawFd>,
 }
 
 fn ctl_add_or_mod(reactor: &Reactor, fd: RawFd, events: u32, existed: bool) -> io::Result<()> {
@@ -74,19 +92,59 @@ impl Selector {
         write: bool,
         handle: Py<Handle>,
     ) -> io::Result<Option<Py<Handle>>> {
-        let existed = self.map.contains_key(&fd);
+        self.add_with(reactor, fd, write, handle, false)
+    }
+
+    /// `add` for a watch that ends when one socket call completes (see the module note). An fd
+    /// watched level-triggered in the other direction stays level-triggered.
+    pub fn add_oneshot(
+        &mut self,
+        reactor: &Reactor,
+        fd: RawFd,
+        write: bool,
+        handle: Py<Handle>,
+    ) -> io::Result<Option<Py<Handle>>> {
+        let oneshot = self.map.get(&fd).is_none_or(|r| r.oneshot);
+        self.add_with(reactor, fd, write, handle, oneshot)
+    }
+
+    fn add_with(
+        &mut self,
+        reactor: &Reactor,
+        fd: RawFd,
+        write: bool,
+        handle: Py<Handle>,
+        oneshot: bool,
+    ) -> io::Result<Option<Py<Handle>>> {
+        let existed = self.map.contains_key(&fd) || self.dormant.remove(&fd);
         let reg = self.map.entry(fd).or_default();
         let old = reg.slot(write).replace(handle);
+        let was = (reg.oneshot, reg.disarmed);
+        reg.oneshot = oneshot;
+        reg.disarmed = false;
         if let Err(e) = ctl_add_or_mod(reactor, fd, reg.epoll_events(), existed) {
             // Undo: the registration stays as it was.
             let new = std::mem::replace(reg.slot(write), old);
-            if !existed {
+            (reg.oneshot, reg.disarmed) = was;
+            if reg.reader.is_none() && reg.writer.is_none() {
                 self.map.remove(&fd);
             }
             drop(new);
             return Err(e);
         }
         Ok(old)
+    }
+
+    /// Arm a one-shot registration again after an event that did not complete its call.
+    pub fn rearm(&mut self, reactor: &Reactor, fd: RawFd) -> io::Result<()> {
+        let Some(reg) = self.map.get_mut(&fd) else {
+            return Ok(());
+        };
+        if !reg.disarmed {
+            return Ok(());
+        }
+        reg.disarmed = false;
+        ctl_add_or_mod(reactor, fd, reg.epoll_events(), true)
     }
 
     /// Unregister the reader (or writer) of `fd`; returns the removed handle.
@@ -96,17 +154,26 @@ impl Selector {
         let events = reg.epoll_events();
         // Errors are ignored as selectors' unregister does: the fd may be closed already.
         if events == 0 {
+            let dormant = reg.oneshot && reg.disarmed;
             self.map.remove(&fd);
-            let _ = reactor.selector_ctl(libc::EPOLL_CTL_DEL, fd, 0);
+            if dormant {
+                // The kernel disarmed it already: nothing to undo (see the module note).
+                self.dormant.insert(fd);
+            } else {
+                let _ = reactor.selector_ctl(libc::EPOLL_CTL_DEL, fd, 0);
+            }
         } else {
+            reg.disarmed = false;
             let _ = reactor.selector_ctl(libc::EPOLL_CTL_MOD, fd, events);
         }
         old
     }
 
     /// Register everything again in a fresh reactor (after fork).
-    pub fn reregister(&self, reactor: &Reactor) {
-        for (fd, reg) in &self.map {
+    pub fn reregister(&mut self, reactor: &Reactor) {
+        self.dormant.clear();
+        for (fd, reg) in &mut self.map {
+            reg.disarmed = false;
             let _ = reactor.selector_ctl(libc::EPOLL_CTL_ADD, *fd, reg.epoll_events());
         }
     }
@@ -124,6 +191,7 @@ impl Selector {
 
     /// Everything, for `close()`.
     pub fn take_all(&mut self) -> Vec<Py<Handle>> {
+        self.dormant.clear();
         self.map
             .drain()
             .flat_map(|(_, r)| [r.reader, r.writer])
@@ -133,10 +201,13 @@ impl Selector {
 
     /// The handles to run for an epoll event on `fd`, as asyncio's `EpollSelector` maps it
     /// (errors and hang-ups wake both directions). Returns (reader, writer).
-    pub fn handles_for(&self, py: Python<'_>, fd: RawFd, events: u32) -> Watchers {
-        let Some(reg) = self.map.get(&fd) else {
+    pub fn handles_for(&mut self, py: Python<'_>, fd: RawFd, events: u32) -> Watchers {
+        let Some(reg) = self.map.get_mut(&fd) else {
             return (None, None);
         };
+        if reg.oneshot {
+            reg.disarmed = true;
+        }
         let readable = events & !(libc::EPOLLOUT as u32) != 0;
         let writable = events & !(libc::EPOLLIN as u32) != 0;
         let pick = |want: bool, h: &Option<Py<Handle>>| {

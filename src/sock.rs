@@ -124,8 +124,9 @@ impl SockOp {
         }
         let outcome: PyResult<Option<Bound<'_, PyAny>>> = match &self.kind {
             Kind::Recv(n) => try_recv(py, self.fd, *n).map(|d| d.map(Bound::into_any)),
-            Kind::RecvInto(buf) => try_recv_into(py, self.fd, buf.bind(py))
-                .map(|n| n.map(|n| PyInt::new(py, n).into_any())),
+            Kind::RecvInto(buf) => {
+                try_recv_into(py, self.fd, buf.bind(py)).map(|n| n.map(|n| PyInt::new(py, n).into_any()))
+            }
             Kind::SendAll(data, pos) => {
                 let data = data.bind(py);
                 let start = *pos.borrow_mut(py);
@@ -141,7 +142,8 @@ impl SockOp {
             }
         };
         match outcome {
-            Ok(None) => Ok(()), // try again next time
+            // try again next time
+            Ok(None) => self.event_loop.get().rearm_oneshot_watch(py, self.fd),
             Ok(Some(result)) => fut.call_method1(intern!(py, "set_result"), (result,)).map(drop),
             Err(err) if crate::transport::is_exit(py, &err) => Err(err),
             Err(err) => fut
@@ -225,7 +227,7 @@ pub fn _sock_wait(
     let write = op.get().is_write();
     let handle = EventLoop::make_watch_handle(event_loop, op.clone().into_any())?;
     *op.get().handle.borrow_mut(py) = Some(handle.clone_ref(py));
-    EventLoop::set_reader_or_writer(event_loop, fd, handle, write)?;
+    EventLoop::set_oneshot_watch(event_loop, fd, handle, write)?;
     future.call_method1(intern!(py, "add_done_callback"), (op.getattr(intern!(py, "_done"))?,))?;
     Ok(())
 }

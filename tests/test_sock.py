@@ -812,3 +812,106 @@ def test_fd_number_reuse_with_add_reader(loop):
             d.close()
 
     assert run(loop, main()) == (True, b"again")
+
+
+# --------------------------------------------------------------------------------------
+# An fd that sock_recv watched, used again: rose leaves such fds in its epoll set, disarmed
+# (selector.rs); these are the ways the fd can come back.
+# --------------------------------------------------------------------------------------
+
+
+def test_add_reader_after_sock_recv_on_same_socket(loop, pair):
+    a, b = pair
+
+    async def main():
+        recv = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        b.send(b"first")
+        assert await recv == b"first"
+        got = loop.create_future()
+        loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(10)))
+        try:
+            b.send(b"second")
+            assert await got == b"second"
+        finally:
+            assert loop.remove_reader(a)
+
+    run(loop, main())
+
+
+def test_fd_number_reused_after_sock_recv(loop, sockets):
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        recv = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        b.send(b"old")
+        assert await recv == b"old"
+        fd = a.fileno()
+        a.close()
+        b.close()
+        # the lowest free number: the one just closed
+        c, d = sockets(*socket.socketpair())
+        assert fd in (c.fileno(), d.fileno())
+        reader = c if c.fileno() == fd else d
+        writer = d if reader is c else c
+        reader.setblocking(False)
+        recv = asyncio.ensure_future(loop.sock_recv(reader, 10))
+        await asyncio.sleep(0)
+        writer.send(b"new")
+        assert await recv == b"new"
+        got = loop.create_future()
+        loop.add_reader(reader, lambda: got.done() or got.set_result(reader.recv(10)))
+        try:
+            writer.send(b"newer")
+            assert await got == b"newer"
+        finally:
+            loop.remove_reader(reader)
+
+    run(loop, main())
+
+
+def test_sock_recv_survives_a_closed_duplicate(loop, sockets):
+    """A duplicate of a watched socket, closed while the original lives on: the original's
+    next sock_recv still completes, and data for the file wakes nobody else."""
+    a, b = sockets(*socket.socketpair())
+    a.setblocking(False)
+
+    async def main():
+        for round_ in range(3):
+            recv = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            b.send(b"r%d" % round_)
+            assert await recv == b"r%d" % round_
+            dup = a.dup()
+            dup.close()
+        b.send(b"unread")
+        await asyncio.sleep(0.05)
+        assert a.recv(10) == b"unread"
+
+    run(loop, main())
+
+
+def test_sock_recv_and_sendall_interleaved_many_times(loop, tcp_pair):
+    a, b = tcp_pair
+
+    async def echo():
+        while True:
+            data = await loop.sock_recv(b, 65536)
+            if not data:
+                return
+            await loop.sock_sendall(b, data)
+
+    async def main():
+        server = asyncio.ensure_future(echo())
+        for i in range(200):
+            msg = b"%d:" % i + b"x" * (i * 37 % 3000)
+            await loop.sock_sendall(a, msg)
+            got = b""
+            while len(got) < len(msg):
+                got += await loop.sock_recv(a, 65536)
+            assert got == msg
+        a.shutdown(socket.SHUT_WR)
+        await server
+
+    run(loop, main(), timeout=5)

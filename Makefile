@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SO := rose/_rose$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: help install dev release test test-rust test-python test-debug tulip bench bench-echo lint stubtest clean
+.PHONY: help install dev release test test-rust test-python test-debug tulip bench bench-echo bench-udp bench-rss bench-tls lint stubtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,18 @@ bench: release  ## micro-benchmarks: asyncio, uvloop, rloop and rose side by sid
 bench-echo: release  ## echo servers (protocol, streams, sock_*) under the Rust load generator, with the tokio floor
 	$(PYTHON) -m pip install -q uvloop rloop
 	$(PYTHON) benchmarks/echo.py
+
+bench-udp: release  ## UDP echo and subprocess spawn round trips, the four loops side by side
+	$(PYTHON) -m pip install -q uvloop rloop
+	$(PYTHON) benchmarks/udp_subprocess.py
+
+bench-rss: release  ## RSS per idle connection with 5,000 connections open
+	$(PYTHON) -m pip install -q uvloop rloop
+	$(PYTHON) benchmarks/idle_rss.py
+
+bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TLS)
+	$(PYTHON) -m pip install -q uvloop rloop trustme
+	$(PYTHON) benchmarks/tls_echo.py
 
 lint:  ## rustfmt, clippy, ruff
 	cargo fmt --check

@@ -20,6 +20,9 @@ from . import _rose
 __all__ = ("_SelectorDatagramTransport", "_SelectorSocketTransport")
 
 
+_NOT_YET = object()
+
+
 class _RoseTransport(transports._FlowControlMixin):
     """What rose's stream and datagram transports share: the Rust core in `_core`, the
     socket, and the rare paths (errors, `connection_lost`, the repr)."""
@@ -39,9 +42,10 @@ class _RoseTransport(transports._FlowControlMixin):
 
     def _setup(self, loop, sock, extra, server):
         # asyncio fills `_extra` at once with a TransportSocket, sockname and peername. rose
-        # keeps the two names in slots (taken now, as asyncio takes them), wraps the socket
-        # when it is first asked for, and keeps a dict only for other keys given in `extra`:
-        # a few hundred bytes less per connection.
+        # keeps the names in slots (peername taken now, as asyncio takes it; the socket's own
+        # address when first asked for, or at close), wraps the socket when it is first asked
+        # for, and keeps a dict only for other keys given in `extra`: less memory per idle
+        # connection, the same answers.
         peername = None
         if extra is not None and "peername" in extra:
             peername = extra["peername"]
@@ -54,10 +58,7 @@ class _RoseTransport(transports._FlowControlMixin):
                 pass
         self._extra = extra
         self._peername = peername
-        try:
-            self._sockname = sock.getsockname()
-        except OSError:
-            self._sockname = None
+        self._sockname = _NOT_YET  # asked of the socket when first wanted, or at close
         self._tsock = sock  # wrapped in a TransportSocket on first use
         self._loop = loop
         self._sock = sock
@@ -74,11 +75,21 @@ class _RoseTransport(transports._FlowControlMixin):
                 tsock = self._tsock = trsock.TransportSocket(tsock)
             return tsock
         if name == "sockname":
-            return self._sockname
+            return self._get_sockname()
         if name == "peername":
             return self._peername
         extra = self._extra
         return default if extra is None else extra.get(name, default)
+
+    def _get_sockname(self):
+        sockname = self._sockname
+        if sockname is _NOT_YET:
+            try:
+                sockname = self._sock.getsockname()
+            except (OSError, AttributeError):
+                sockname = None
+            self._sockname = sockname
+        return sockname
 
     def _start(self, protocol, waiter):
         loop = self._loop
@@ -187,6 +198,7 @@ class _RoseTransport(transports._FlowControlMixin):
             if protocol is not None:
                 protocol.connection_lost(exc)
         finally:
+            self._get_sockname()  # what the closed socket can no longer tell
             self._sock.close()
             self._sock = None
             self._loop = None

@@ -1719,3 +1719,33 @@ def test_fd_of_transport_is_protected(loop, net):
     fd, errors = run(loop, main())
     assert len(errors) == 4
     assert all(f"File descriptor {fd} is used by transport" in e for e in errors)
+
+
+def test_extra_info_names_outlive_the_connection(loop):
+    """sockname, peername and the socket are the same before and after connection_lost."""
+
+    async def main():
+        lost = loop.create_future()
+
+        class Proto(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        try:
+            tr, _ = await loop.create_connection(Proto, *server.sockets[0].getsockname())
+            peer = tr.get_extra_info("peername")
+            assert peer == server.sockets[0].getsockname()
+            sock = tr.get_extra_info("socket")
+            name = sock.getsockname()
+            tr.close()
+            assert await lost is None
+            assert tr.get_extra_info("sockname") == name
+            assert tr.get_extra_info("peername") == peer
+            assert tr.get_extra_info("socket") is sock
+            assert tr.get_extra_info("missing", "dflt") == "dflt"
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 5))

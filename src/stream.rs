@@ -16,27 +16,30 @@
 //!
 //! State lives in one `GilCell`; no borrow is held across a call into Python.
 
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::transport::{
-    call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd,
-    with_scratch, FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
+    maybe_resume_protocol, not_bytes_like, pause_reading, read_ready_paused, resume_reading, retry_later,
+    set_write_buffer_limits, start_reading, transport_of, unwatch, watch, with_scratch, Common, Core, CoreState,
+    RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
 
 /// A chunk of the write buffer: a `bytes` object kept as it is (zero-copy), or a copy of a
 /// mutable buffer (`bytearray`, `memoryview`), which the caller may change after `write()`.
-enum Chunk {
+pub enum Chunk {
     Shared(Py<PyBytes>),
     Owned(Vec<u8>),
 }
@@ -55,24 +58,30 @@ impl AsRef<[u8]> for Chunk {
     }
 }
 
-struct State {
-    protocol: Option<Py<PyAny>>,
-    /// The Python transport, handed to protocol callbacks and to the slow paths.
-    transport: Option<Py<PyAny>>,
+pub struct State {
+    common: Common,
     /// The protocol is a `BufferedProtocol`.
     buffered: bool,
     buf: WriteBuffer<Chunk>,
-    closing: bool,
     eof: bool,
-    /// asyncio's `_conn_lost`: set when `connection_lost` is scheduled, then counts writes.
-    conn_lost: u32,
-    /// `pause_reading()` was called (the fd may still be registered: see the module note).
-    paused: bool,
-    read_watched: bool,
-    write_watched: bool,
-    flow: FlowControl,
     /// asyncio's `_empty_waiter` (sendfile waits for the buffer to drain).
     empty_waiter: Option<Py<PyAny>>,
+}
+
+impl CoreState for State {
+    type Dropped = VecDeque<Chunk>;
+
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+
+    fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn discard(&mut self) -> VecDeque<Chunk> {
+        self.buf.clear()
+    }
 }
 
 #[pyclass(frozen, module = "rose._rose")]
@@ -80,6 +89,23 @@ pub struct StreamTransport {
     event_loop: Py<EventLoop>,
     fd: RawFd,
     state: GilCell<State>,
+}
+
+impl Core for StreamTransport {
+    type State = State;
+    const WRITE_READY: &'static str = "_write_ready";
+
+    fn state(&self) -> &GilCell<State> {
+        &self.state
+    }
+
+    fn event_loop(&self) -> &Py<EventLoop> {
+        &self.event_loop
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
 }
 
 /// What to do after a flush, decided under the borrow and done after it.
@@ -93,69 +119,8 @@ enum Drained {
 }
 
 impl StreamTransport {
-    fn transport(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow_mut(py).transport.as_ref().map(|t| t.clone_ref(py))
-    }
-
-    /// asyncio's `_fatal_error(exc, message)` on the Python transport (it logs or reports, then
-    /// force-closes). `SystemExit` and `KeyboardInterrupt` propagate instead.
-    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_exit(py, &err) {
-            return Err(err);
-        }
-        call_transport(
-            py,
-            self.transport(py),
-            intern!(py, "_fatal_error"),
-            (err.into_value(py), message),
-        )
-    }
-
-    fn watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let method = if write {
-            intern!(py, "_write_ready")
-        } else {
-            intern!(py, "_read_ready")
-        };
-        watch_fd(slf.as_any(), this.event_loop.bind(py), this.fd, write, method)?;
-        let mut st = this.state.borrow_mut(py);
-        if write {
-            st.write_watched = true;
-        } else {
-            st.read_watched = true;
-        }
-        Ok(())
-    }
-
-    /// Stop watching one direction (if watched): a syscall, and the handle is cancelled.
-    fn unwatch(&self, py: Python<'_>, write: bool) -> PyResult<()> {
-        {
-            let mut st = self.state.borrow_mut(py);
-            let flag = if write {
-                &mut st.write_watched
-            } else {
-                &mut st.read_watched
-            };
-            if !std::mem::replace(flag, false) {
-                return Ok(());
-            }
-        }
-        unwatch_fd(self.event_loop.bind(py), self.fd, write)
-    }
-
-    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        let Some(t) = self.transport(py) else {
-            return Ok(());
-        };
-        let callback = t.bind(py).getattr(intern!(py, "_call_connection_lost"))?;
-        let args = PyTuple::new(py, [exc])?;
-        EventLoop::call_soon(self.event_loop.bind(py), callback, args, None).map(drop)
-    }
-
     fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
-        call_transport(py, self.transport(py), intern!(py, "_read_ready__on_eof"), ())
+        call_transport(py, transport_of(self, py), intern!(py, "_read_ready__on_eof"), ())
     }
 
     /// A callback of the protocol; its failure is reported as asyncio reports it.
@@ -169,7 +134,7 @@ impl StreamTransport {
     ) -> PyResult<()> {
         match protocol.call_method1(method, (arg,)) {
             Ok(_) => Ok(()),
-            Err(err) => self.fatal(py, err, message),
+            Err(err) => fatal(self, py, err, message),
         }
     }
 
@@ -197,7 +162,7 @@ impl StreamTransport {
             ),
             Ok(None) => self.on_eof(py),
             Err(errno) if retry_later(errno) => Ok(()),
-            Err(errno) => self.fatal(py, os_error(errno), "Fatal read error on socket transport"),
+            Err(errno) => fatal(self, py, os_error(errno), "Fatal read error on socket transport"),
         }
     }
 
@@ -210,11 +175,11 @@ impl StreamTransport {
             });
         let buf = match buf {
             Ok(buf) => buf,
-            Err(err) => return self.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
+            Err(err) => return fatal(self, py, err, "Fatal error: protocol.get_buffer() call failed."),
         };
         let mut view = match RawBuffer::get(&buf, true) {
             Ok(view) => view,
-            Err(err) => return self.fatal(py, err, "Fatal read error on socket transport"),
+            Err(err) => return fatal(self, py, err, "Fatal read error on socket transport"),
         };
         // SAFETY: reading at most `view.len()` bytes into the protocol's writable buffer, which
         // stays exported (and so alive and unresized) until `view` is dropped.
@@ -231,7 +196,7 @@ impl StreamTransport {
             0 => self.on_eof(py),
             _ => match last_errno() {
                 errno if retry_later(errno) => Ok(()),
-                errno => self.fatal(py, os_error(errno), "Fatal read error on socket transport"),
+                errno => fatal(self, py, os_error(errno), "Fatal read error on socket transport"),
             },
         }
     }
@@ -256,44 +221,6 @@ impl StreamTransport {
         }
     }
 
-    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.state.borrow_mut(py);
-            let size = st.buf.len();
-            if !st.flow.pause_now(size) {
-                return Ok(());
-            }
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        let method = intern!(py, "pause_writing");
-        flow_callback(
-            py,
-            protocol,
-            self.transport(py),
-            method,
-            "protocol.pause_writing() failed",
-        )
-    }
-
-    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.state.borrow_mut(py);
-            let size = st.buf.len();
-            if !st.flow.resume_now(size) {
-                return Ok(());
-            }
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        let method = intern!(py, "resume_writing");
-        flow_callback(
-            py,
-            protocol,
-            self.transport(py),
-            method,
-            "protocol.resume_writing() failed",
-        )
-    }
-
     /// `write()` of a buffer whose bytes cannot be had: asyncio's checks in asyncio's order,
     /// then the error as a fatal write error.
     fn write_unsendable(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
@@ -310,12 +237,12 @@ impl StreamTransport {
             if data.len()? == 0 {
                 return Ok(());
             }
-            if st.conn_lost > 0 {
-                st.conn_lost += 1;
+            if st.common.conn_lost > 0 {
+                st.common.conn_lost += 1;
                 return Ok(());
             }
         }
-        this.fatal(py, err, "Fatal write error on socket transport")
+        fatal(this, py, err, "Fatal write error on socket transport")
     }
 
     fn shutdown_write(&self) -> PyResult<()> {
@@ -335,54 +262,47 @@ impl StreamTransport {
             event_loop,
             fd,
             state: GilCell::new(State {
-                protocol: Some(protocol),
-                transport: None,
+                common: Common::new(protocol),
                 buffered,
                 buf: WriteBuffer::default(),
-                closing: false,
                 eof: false,
-                conn_lost: 0,
-                paused: false,
-                read_watched: false,
-                write_watched: false,
-                flow: FlowControl::default(),
                 empty_waiter: None,
             }),
         }
     }
 
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
-        self.state.borrow_mut(py).transport = Some(transport);
+        self.state.borrow_mut(py).common.transport = Some(transport);
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>, buffered: bool) {
         let old = {
             let mut st = self.state.borrow_mut(py);
             st.buffered = buffered;
-            st.protocol.replace(protocol)
+            st.common.protocol.replace(protocol)
         };
         drop(old);
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow_mut(py).protocol.as_ref().map(|p| p.clone_ref(py))
+        self.state
+            .borrow_mut(py)
+            .common
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py))
     }
 
     /// The reader callback (asyncio's `_read_ready`).
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if read_ready_paused(this, py)? {
+            return Ok(());
+        }
         let (protocol, buffered) = {
             let st = this.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            if st.paused {
-                // Paused without a syscall; data came: now stop watching (see the module note).
-                drop(st);
-                return this.unwatch(py, false);
-            }
-            match &st.protocol {
+            match &st.common.protocol {
                 Some(p) => (p.clone_ref(py).into_bound(py), st.buffered),
                 None => return Ok(()),
             }
@@ -400,7 +320,7 @@ impl StreamTransport {
         let this = slf.get();
         let result = {
             let mut st = this.state.borrow_mut(py);
-            if st.conn_lost > 0 || st.buf.is_empty() {
+            if st.common.conn_lost > 0 || st.buf.is_empty() {
                 return Ok(());
             }
             let result = this.flush(&st.buf);
@@ -414,14 +334,15 @@ impl StreamTransport {
         match result {
             Err(errno) if retry_later(errno) => Ok(()),
             Err(errno) => {
-                this.unwatch(py, true)?;
+                unwatch(this, py, true)?;
                 let (dropped, waiter) = {
                     let mut st = this.state.borrow_mut(py);
                     (st.buf.clear(), st.empty_waiter.as_ref().map(|w| w.clone_ref(py)))
                 };
                 drop(dropped);
                 let exc = os_error(errno).into_value(py).into_any();
-                this.fatal(
+                fatal(
+                    this,
                     py,
                     PyErr::from_value(exc.bind(py).clone()),
                     "Fatal write error on socket transport",
@@ -432,12 +353,12 @@ impl StreamTransport {
                 Ok(())
             }
             Ok(_) => {
-                this.maybe_resume_protocol(py)?; // may append to the buffer
+                maybe_resume_protocol(this, py)?; // may append to the buffer
                 let drained = {
                     let st = this.state.borrow_mut(py);
                     if st.buf.is_empty() {
                         Drained::Yes {
-                            closing: st.closing,
+                            closing: st.common.closing,
                             eof: st.eof,
                             waiter: st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
                         }
@@ -446,12 +367,12 @@ impl StreamTransport {
                     }
                 };
                 if let Drained::Yes { closing, eof, waiter } = drained {
-                    this.unwatch(py, true)?;
+                    unwatch(this, py, true)?;
                     if let Some(w) = waiter {
                         w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
                     }
                     if closing {
-                        if let Some(t) = this.transport(py) {
+                        if let Some(t) = transport_of(this, py) {
                             t.bind(py)
                                 .call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
                         }
@@ -496,9 +417,9 @@ impl StreamTransport {
         if slice.is_empty() {
             return Ok(());
         }
-        if st.conn_lost > 0 {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
+        if st.common.conn_lost > 0 {
+            let warn = st.common.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.common.conn_lost += 1;
             drop(st);
             if warn {
                 log_lost_write(py)?;
@@ -518,13 +439,13 @@ impl StreamTransport {
                 let errno = last_errno();
                 if !retry_later(errno) {
                     drop(st);
-                    return this.fatal(py, os_error(errno), "Fatal write error on socket transport");
+                    return fatal(this, py, os_error(errno), "Fatal write error on socket transport");
                 }
             }
-            let watched = st.write_watched;
+            let watched = st.common.write_watched;
             drop(st);
             if !watched {
-                Self::watch(slf, true)?;
+                watch(slf, true)?;
             }
             st = this.state.borrow_mut(py);
         }
@@ -538,13 +459,13 @@ impl StreamTransport {
         }
         drop(st);
         drop(view);
-        this.maybe_pause_protocol(py)
+        maybe_pause_protocol(this, py)
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
         let shutdown = {
             let mut st = self.state.borrow_mut(py);
-            if st.closing || st.eof {
+            if st.common.closing || st.eof {
                 return Ok(());
             }
             st.eof = true;
@@ -557,93 +478,36 @@ impl StreamTransport {
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let lost = {
-            let mut st = self.state.borrow_mut(py);
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-            st.buf.is_empty()
-        };
-        self.unwatch(py, false)?;
-        if lost {
-            self.state.borrow_mut(py).conn_lost += 1;
-            self.unwatch(py, true)?;
-            self.schedule_connection_lost(py, py.None())?;
-        }
-        Ok(())
+        close(self, py)
     }
 
-    /// asyncio's `_force_close(exc)`: drop the buffer, stop reading, schedule `connection_lost`.
     fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        let (dropped, was_closing) = {
-            let mut st = self.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            st.conn_lost += 1;
-            let dropped = (!st.buf.is_empty()).then(|| st.buf.clear());
-            (dropped, std::mem::replace(&mut st.closing, true))
-        };
-        if dropped.is_some() {
-            self.unwatch(py, true)?;
-        }
-        drop(dropped);
-        if !was_closing {
-            self.unwatch(py, false)?;
-        }
-        self.schedule_connection_lost(py, exc)
+        force_close(self, py, exc)
     }
 
     fn is_closing(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).closing
+        is_closing(self, py)
     }
 
     fn is_reading(&self, py: Python<'_>) -> bool {
-        let st = self.state.borrow_mut(py);
-        !st.closing && !st.paused
+        is_reading(self, py)
     }
 
-    /// Returns True if reading was paused by this call (no syscall: see the module note).
     fn _pause_reading(&self, py: Python<'_>) -> bool {
-        let mut st = self.state.borrow_mut(py);
-        if st.closing || st.paused {
-            return false;
-        }
-        st.paused = true;
-        true
+        pause_reading(self, py)
     }
 
-    /// Returns True if reading was resumed by this call.
     fn _resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        let py = slf.py();
-        let watched = {
-            let mut st = slf.get().state.borrow_mut(py);
-            if st.closing || !st.paused {
-                return Ok(false);
-            }
-            st.paused = false;
-            st.read_watched
-        };
-        if !watched {
-            Self::watch(slf, false)?;
-        }
-        Ok(true)
+        resume_reading(slf)
     }
 
-    /// Start watching for reads, if reading (the callback `connection_made` is followed by).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let st = slf.get().state.borrow_mut(slf.py());
-        if st.closing || st.paused || st.read_watched {
-            return Ok(());
-        }
-        drop(st);
-        Self::watch(slf, false)
+        start_reading(slf)
     }
 
     /// Stop reading for good (EOF with the connection kept open).
     fn _stop_reading(&self, py: Python<'_>) -> PyResult<()> {
-        self.unwatch(py, false)
+        unwatch(self, py, false)
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
@@ -652,13 +516,11 @@ impl StreamTransport {
 
     /// Set the watermarks (already checked by the caller, as asyncio checks them).
     fn _set_write_buffer_limits(&self, py: Python<'_>, high: Bound<'_, PyAny>, low: Bound<'_, PyAny>) -> PyResult<()> {
-        let old = self.state.borrow_mut(py).flow.set(high, low)?;
-        drop(old);
-        self.maybe_pause_protocol(py)
+        set_write_buffer_limits(self, py, high, low)
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        self.state.borrow_mut(py).flow.limits(py)
+        self.state.borrow_mut(py).common.flow.limits(py)
     }
 
     #[getter]
@@ -674,7 +536,7 @@ impl StreamTransport {
 
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow_mut(py).conn_lost
+        self.state.borrow_mut(py).common.conn_lost
     }
 
     #[getter]
@@ -684,33 +546,23 @@ impl StreamTransport {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).flow.protocol_paused
+        self.state.borrow_mut(py).common.flow.protocol_paused
     }
 
     /// (reading registered and not paused, writing registered) for the repr.
     fn _polling(&self, py: Python<'_>) -> (bool, bool) {
         let st = self.state.borrow_mut(py);
-        (st.read_watched && !st.paused, st.write_watched)
+        (st.common.read_watched && !st.common.paused, st.common.write_watched)
     }
 
-    /// After `connection_lost`: let go of the protocol, the transport and any buffered data.
     fn _detach(&self, py: Python<'_>) {
-        let taken = {
-            let mut st = self.state.borrow_mut(py);
-            // The socket is closed (its fd number may belong to a new socket already): every
-            // I/O path checks these two and never touches the fd again.
-            st.conn_lost = st.conn_lost.max(1);
-            st.closing = true;
-            (st.protocol.take(), st.transport.take(), st.buf.clear())
-        };
-        drop(taken);
+        detach(self, py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
         if let Some(st) = self.state.try_borrow_for_gc() {
-            visit.call(&st.protocol)?;
-            visit.call(&st.transport)?;
+            st.common.traverse(&visit)?;
             visit.call(&st.empty_waiter)?;
         }
         Ok(())
@@ -719,7 +571,11 @@ impl StreamTransport {
     fn __clear__(&self) {
         Python::attach(|py| {
             if let Some(mut st) = self.state.try_borrow_mut(py) {
-                let taken = (st.protocol.take(), st.transport.take(), st.empty_waiter.take());
+                let taken = (
+                    st.common.protocol.take(),
+                    st.common.transport.take(),
+                    st.empty_waiter.take(),
+                );
                 drop(st);
                 drop(taken);
             }

@@ -9,9 +9,11 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyTuple};
+use pyo3::{PyClass, PyTraverseError, PyVisit};
 
 use crate::event_loop::EventLoop;
+use crate::gil_cell::GilCell;
 
 /// The most one read takes. asyncio reads up to 256 KiB (`max_size`); with 64 KiB messages
 /// over loopback a 256 KiB `recv` measured twice the kernel time of a 64 KiB one (the copy
@@ -219,4 +221,314 @@ pub fn log_lost_write(py: Python<'_>) -> PyResult<()> {
         .getattr(intern!(py, "logger"))?
         .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))
         .map(drop)
+}
+
+/// What every rose transport core keeps (asyncio's `_SelectorTransport` state).
+pub struct Common {
+    pub protocol: Option<Py<PyAny>>,
+    /// The Python transport, handed to protocol callbacks and to the slow paths.
+    pub transport: Option<Py<PyAny>>,
+    pub closing: bool,
+    /// asyncio's `_conn_lost`: set when `connection_lost` is scheduled, then counts writes.
+    pub conn_lost: u32,
+    /// `pause_reading()` was called. The fd may still be registered: pausing costs no syscall;
+    /// the fd leaves the selector only if data comes while paused (`read_ready_paused`).
+    pub paused: bool,
+    pub read_watched: bool,
+    pub write_watched: bool,
+    pub flow: FlowControl,
+}
+
+impl Common {
+    pub fn new(protocol: Py<PyAny>) -> Self {
+        Self {
+            protocol: Some(protocol),
+            transport: None,
+            closing: false,
+            conn_lost: 0,
+            paused: false,
+            read_watched: false,
+            write_watched: false,
+            flow: FlowControl::default(),
+        }
+    }
+
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.protocol)?;
+        visit.call(&self.transport)
+    }
+}
+
+/// A transport core's state: the common part plus its write buffer.
+pub trait CoreState: Send {
+    /// What `discard` takes out, dropped by the caller outside the borrow.
+    type Dropped;
+    fn common(&mut self) -> &mut Common;
+    /// Bytes waiting to be written.
+    fn pending(&self) -> usize;
+    fn discard(&mut self) -> Self::Dropped;
+}
+
+/// A transport core: a frozen pyclass with its state, its loop and its fd. The state machine
+/// shared by all of them (asyncio's `close`, `_force_close`, reading pause and resume, flow
+/// control, fd watches) is the generic functions below.
+pub trait Core: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    type State: CoreState;
+    /// The name of the writer callback method.
+    const WRITE_READY: &'static str;
+    fn state(&self) -> &GilCell<Self::State>;
+    fn event_loop(&self) -> &Py<EventLoop>;
+    fn fd(&self) -> RawFd;
+}
+
+pub fn transport_of<C: Core>(this: &C, py: Python<'_>) -> Option<Py<PyAny>> {
+    this.state()
+        .borrow_mut(py)
+        .common()
+        .transport
+        .as_ref()
+        .map(|t| t.clone_ref(py))
+}
+
+pub fn protocol_of<C: Core>(this: &C, py: Python<'_>) -> Option<Py<PyAny>> {
+    this.state()
+        .borrow_mut(py)
+        .common()
+        .protocol
+        .as_ref()
+        .map(|p| p.clone_ref(py))
+}
+
+/// asyncio's `_fatal_error(exc, message)` on the Python transport (it logs or reports, then
+/// force-closes). `SystemExit` and `KeyboardInterrupt` propagate instead.
+pub fn fatal<C: Core>(this: &C, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+    if is_exit(py, &err) {
+        return Err(err);
+    }
+    call_transport(
+        py,
+        transport_of(this, py),
+        intern!(py, "_fatal_error"),
+        (err.into_value(py), message),
+    )
+}
+
+/// Set the watched flag of one direction; returns its old value.
+fn set_watched<C: Core>(this: &C, py: Python<'_>, write: bool, value: bool) -> bool {
+    let mut st = this.state().borrow_mut(py);
+    let common = st.common();
+    let flag = if write {
+        &mut common.write_watched
+    } else {
+        &mut common.read_watched
+    };
+    std::mem::replace(flag, value)
+}
+
+/// Watch the fd in one direction (no-op if watched already).
+pub fn watch<C: Core>(slf: &Bound<'_, C>, write: bool) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    if set_watched(this, py, write, true) {
+        return Ok(());
+    }
+    let method = if write {
+        PyString::intern(py, C::WRITE_READY)
+    } else {
+        intern!(py, "_read_ready").clone()
+    };
+    watch_fd(slf.as_any(), this.event_loop().bind(py), this.fd(), write, &method).inspect_err(|_| {
+        set_watched(this, py, write, false);
+    })
+}
+
+/// Stop watching one direction (if watched): a syscall, and the handle is cancelled.
+pub fn unwatch<C: Core>(this: &C, py: Python<'_>, write: bool) -> PyResult<()> {
+    if !set_watched(this, py, write, false) {
+        return Ok(());
+    }
+    unwatch_fd(this.event_loop().bind(py), this.fd(), write)
+}
+
+pub fn schedule_connection_lost<C: Core>(this: &C, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+    let Some(t) = transport_of(this, py) else {
+        return Ok(());
+    };
+    let callback = t.bind(py).getattr(intern!(py, "_call_connection_lost"))?;
+    let args = PyTuple::new(py, [exc])?;
+    EventLoop::call_soon(this.event_loop().bind(py), callback, args, None).map(drop)
+}
+
+/// asyncio's `close()`: stop reading; once nothing is buffered, schedule `connection_lost`.
+pub fn close<C: Core>(this: &C, py: Python<'_>) -> PyResult<()> {
+    let lost = {
+        let mut st = this.state().borrow_mut(py);
+        let empty = st.pending() == 0;
+        let common = st.common();
+        if common.closing {
+            return Ok(());
+        }
+        common.closing = true;
+        if empty {
+            common.conn_lost += 1;
+        }
+        empty
+    };
+    unwatch(this, py, false)?;
+    if lost {
+        unwatch(this, py, true)?;
+        schedule_connection_lost(this, py, py.None())?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_force_close(exc)`: drop the buffer, stop reading, schedule `connection_lost`.
+pub fn force_close<C: Core>(this: &C, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+    let (dropped, had_pending, was_closing) = {
+        let mut st = this.state().borrow_mut(py);
+        if st.common().conn_lost > 0 {
+            return Ok(());
+        }
+        let had_pending = st.pending() > 0;
+        let dropped = st.discard();
+        let common = st.common();
+        common.conn_lost += 1;
+        (dropped, had_pending, std::mem::replace(&mut common.closing, true))
+    };
+    if had_pending {
+        unwatch(this, py, true)?;
+    }
+    drop(dropped);
+    if !was_closing {
+        unwatch(this, py, false)?;
+    }
+    schedule_connection_lost(this, py, exc)
+}
+
+pub fn is_closing<C: Core>(this: &C, py: Python<'_>) -> bool {
+    this.state().borrow_mut(py).common().closing
+}
+
+pub fn is_reading<C: Core>(this: &C, py: Python<'_>) -> bool {
+    let mut st = this.state().borrow_mut(py);
+    let common = st.common();
+    !common.closing && !common.paused
+}
+
+/// Returns True if reading was paused by this call (no syscall: see `Common::paused`).
+pub fn pause_reading<C: Core>(this: &C, py: Python<'_>) -> bool {
+    let mut st = this.state().borrow_mut(py);
+    let common = st.common();
+    if common.closing || common.paused {
+        return false;
+    }
+    common.paused = true;
+    true
+}
+
+/// Returns True if reading was resumed by this call.
+pub fn resume_reading<C: Core>(slf: &Bound<'_, C>) -> PyResult<bool> {
+    {
+        let mut st = slf.get().state().borrow_mut(slf.py());
+        let common = st.common();
+        if common.closing || !common.paused {
+            return Ok(false);
+        }
+        common.paused = false;
+    }
+    watch(slf, false)?;
+    Ok(true)
+}
+
+/// Start watching for reads, if reading (the callback `connection_made` is followed by).
+pub fn start_reading<C: Core>(slf: &Bound<'_, C>) -> PyResult<()> {
+    if !is_reading(slf.get(), slf.py()) {
+        return Ok(());
+    }
+    watch(slf, false)
+}
+
+/// At the top of a reader callback: true (and the fd is no longer watched) if reading is
+/// paused or the connection is lost, so the callback must not read.
+pub fn read_ready_paused<C: Core>(this: &C, py: Python<'_>) -> PyResult<bool> {
+    let paused = {
+        let mut st = this.state().borrow_mut(py);
+        let common = st.common();
+        if common.conn_lost > 0 {
+            return Ok(true);
+        }
+        common.paused
+    };
+    if paused {
+        // Paused without a syscall; data came: now stop watching (see `Common::paused`).
+        unwatch(this, py, false)?;
+    }
+    Ok(paused)
+}
+
+pub fn maybe_pause_protocol<C: Core>(this: &C, py: Python<'_>) -> PyResult<()> {
+    let protocol = {
+        let mut st = this.state().borrow_mut(py);
+        let size = st.pending();
+        let common = st.common();
+        if !common.flow.pause_now(size) {
+            return Ok(());
+        }
+        common.protocol.as_ref().map(|p| p.clone_ref(py))
+    };
+    let method = intern!(py, "pause_writing");
+    flow_callback(
+        py,
+        protocol,
+        transport_of(this, py),
+        method,
+        "protocol.pause_writing() failed",
+    )
+}
+
+pub fn maybe_resume_protocol<C: Core>(this: &C, py: Python<'_>) -> PyResult<()> {
+    let protocol = {
+        let mut st = this.state().borrow_mut(py);
+        let size = st.pending();
+        let common = st.common();
+        if !common.flow.resume_now(size) {
+            return Ok(());
+        }
+        common.protocol.as_ref().map(|p| p.clone_ref(py))
+    };
+    let method = intern!(py, "resume_writing");
+    flow_callback(
+        py,
+        protocol,
+        transport_of(this, py),
+        method,
+        "protocol.resume_writing() failed",
+    )
+}
+
+/// New watermarks (checked by the caller, as asyncio checks them), then maybe pause.
+pub fn set_write_buffer_limits<C: Core>(
+    this: &C,
+    py: Python<'_>,
+    high: Bound<'_, PyAny>,
+    low: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let old = this.state().borrow_mut(py).common().flow.set(high, low)?;
+    drop(old);
+    maybe_pause_protocol(this, py)
+}
+
+/// After `connection_lost`: the socket is closed (its fd number may belong to a new socket
+/// already), so every I/O path must see the connection as lost; let go of the protocol, the
+/// Python transport and anything buffered.
+pub fn detach<C: Core>(this: &C, py: Python<'_>) {
+    let taken = {
+        let mut st = this.state().borrow_mut(py);
+        let dropped = st.discard();
+        let common = st.common();
+        common.conn_lost = common.conn_lost.max(1);
+        common.closing = true;
+        (common.protocol.take(), common.transport.take(), dropped)
+    };
+    drop(taken);
 }

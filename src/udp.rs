@@ -27,30 +27,41 @@ use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::transport::{
-    call_transport, flow_callback, is_exit, log_lost_write, not_bytes_like, retry_later, unwatch_fd, watch_fd,
-    with_scratch, FlowControl, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES, READ_SIZE,
+    call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
+    maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
+    set_write_buffer_limits, start_reading, transport_of, unwatch, watch, with_scratch, Common, Core, CoreState,
+    RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES, READ_SIZE,
 };
 
 // The biggest IPv4/IPv6 UDP payload is 65,507/65,527 bytes: the transports' 64 KiB read buffer
 // (`READ_SIZE`) takes any datagram whole.
 const _: () = assert!(READ_SIZE >= 65536);
 
-struct State {
-    protocol: Option<Py<PyAny>>,
-    transport: Option<Py<PyAny>>,
+pub struct State {
+    common: Common,
     /// The remote address given to `create_datagram_endpoint(remote_addr=...)` (asyncio's
     /// `_address`): `sendto` accepts only it (or None).
     address: Option<Py<PyAny>>,
     /// Queued datagrams (already copied: `bytes`) and their addresses.
     queue: VecDeque<(Py<PyBytes>, Py<PyAny>)>,
     queued_bytes: usize,
-    closing: bool,
-    conn_lost: u32,
-    /// `pause_reading()` was called (the fd may still be registered, as in `stream.rs`).
-    paused: bool,
-    read_watched: bool,
-    write_watched: bool,
-    flow: FlowControl,
+}
+
+impl CoreState for State {
+    type Dropped = VecDeque<(Py<PyBytes>, Py<PyAny>)>;
+
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+
+    fn pending(&self) -> usize {
+        self.queued_bytes
+    }
+
+    fn discard(&mut self) -> Self::Dropped {
+        self.queued_bytes = 0;
+        std::mem::take(&mut self.queue)
+    }
 }
 
 #[pyclass(frozen, name = "_SelectorDatagramTransport", module = "rose._rose")]
@@ -63,6 +74,23 @@ pub struct DatagramTransport {
     /// The socket is connected (asyncio: `self._extra['peername']` is truthy): `send`.
     connected: bool,
     state: GilCell<State>,
+}
+
+impl Core for DatagramTransport {
+    type State = State;
+    const WRITE_READY: &'static str = "_sendto_ready";
+
+    fn state(&self) -> &GilCell<State> {
+        &self.state
+    }
+
+    fn event_loop(&self) -> &Py<EventLoop> {
+        &self.event_loop
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
 }
 
 /// What one send attempt gave.
@@ -223,67 +251,14 @@ fn addr_to_py<'py>(py: Python<'py>, storage: &libc::sockaddr_storage) -> PyResul
 }
 
 impl DatagramTransport {
-    fn transport(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow_mut(py).transport.as_ref().map(|t| t.clone_ref(py))
-    }
-
-    fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow_mut(py).protocol.as_ref().map(|p| p.clone_ref(py))
-    }
-
-    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_exit(py, &err) {
-            return Err(err);
-        }
-        call_transport(
-            py,
-            self.transport(py),
-            intern!(py, "_fatal_error"),
-            (err.into_value(py), message),
-        )
-    }
-
     fn error_received(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
-        match self.protocol(py) {
+        match protocol_of(self, py) {
             Some(p) => p
                 .bind(py)
                 .call_method1(intern!(py, "error_received"), (err.into_value(py),))
                 .map(drop),
             None => Ok(()),
         }
-    }
-
-    fn set_watched(&self, py: Python<'_>, write: bool, value: bool) -> bool {
-        let mut st = self.state.borrow_mut(py);
-        let flag = if write {
-            &mut st.write_watched
-        } else {
-            &mut st.read_watched
-        };
-        std::mem::replace(flag, value)
-    }
-
-    fn watch(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.set_watched(py, write, true) {
-            return Ok(());
-        }
-        let method = if write {
-            intern!(py, "_sendto_ready")
-        } else {
-            intern!(py, "_read_ready")
-        };
-        watch_fd(slf.as_any(), this.event_loop.bind(py), this.fd, write, method).inspect_err(|_| {
-            this.set_watched(py, write, false);
-        })
-    }
-
-    fn unwatch(&self, py: Python<'_>, write: bool) -> PyResult<()> {
-        if !self.set_watched(py, write, false) {
-            return Ok(());
-        }
-        unwatch_fd(self.event_loop.bind(py), self.fd, write)
     }
 
     /// One datagram out: `send` when connected, `sendto` with a converted address, or the
@@ -338,55 +313,8 @@ impl DatagramTransport {
         if err.is_instance_of::<PyOSError>(py) {
             self.error_received(py, err)
         } else {
-            self.fatal(py, err, "Fatal write error on datagram transport")
+            fatal(self, py, err, "Fatal write error on datagram transport")
         }
-    }
-
-    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.state.borrow_mut(py);
-            let size = st.queued_bytes;
-            if !st.flow.pause_now(size) {
-                return Ok(());
-            }
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        let method = intern!(py, "pause_writing");
-        flow_callback(
-            py,
-            protocol,
-            self.transport(py),
-            method,
-            "protocol.pause_writing() failed",
-        )
-    }
-
-    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let protocol = {
-            let mut st = self.state.borrow_mut(py);
-            let size = st.queued_bytes;
-            if !st.flow.resume_now(size) {
-                return Ok(());
-            }
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        let method = intern!(py, "resume_writing");
-        flow_callback(
-            py,
-            protocol,
-            self.transport(py),
-            method,
-            "protocol.resume_writing() failed",
-        )
-    }
-
-    fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        let Some(t) = self.transport(py) else {
-            return Ok(());
-        };
-        let callback = t.bind(py).getattr(intern!(py, "_call_connection_lost"))?;
-        let args = PyTuple::new(py, [exc])?;
-        EventLoop::call_soon(self.event_loop.bind(py), callback, args, None).map(drop)
     }
 }
 
@@ -431,48 +359,33 @@ impl DatagramTransport {
             sock: sock.clone().unbind(),
             connected,
             state: GilCell::new(State {
-                protocol: Some(protocol),
-                transport: None,
+                common: Common::new(protocol),
                 address,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
-                closing: false,
-                conn_lost: 0,
-                paused: false,
-                read_watched: false,
-                write_watched: false,
-                flow: FlowControl::default(),
             }),
         })
     }
 
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
-        self.state.borrow_mut(py).transport = Some(transport);
+        self.state.borrow_mut(py).common.transport = Some(transport);
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>) {
-        let old = self.state.borrow_mut(py).protocol.replace(protocol);
+        let old = self.state.borrow_mut(py).common.protocol.replace(protocol);
         drop(old);
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.protocol(py)
+        protocol_of(self, py)
     }
 
     /// The reader callback: one datagram (asyncio's `_read_ready`).
     fn _read_ready(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(protocol) = ({
-            let st = self.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            if st.paused {
-                // Paused without a syscall; a datagram came: now stop watching.
-                drop(st);
-                return self.unwatch(py, false);
-            }
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        }) else {
+        if read_ready_paused(self, py)? {
+            return Ok(());
+        }
+        let Some(protocol) = protocol_of(self, py) else {
             return Ok(());
         };
         let protocol = protocol.bind(py);
@@ -532,17 +445,17 @@ impl DatagramTransport {
                 Sent::Failed(err) => return self.send_failed(py, err),
             }
         }
-        self.maybe_resume_protocol(py)?; // may queue more
+        maybe_resume_protocol(self, py)?; // may queue more
         let (empty, closing) = {
             let st = self.state.borrow_mut(py);
-            (st.queue.is_empty(), st.closing)
+            (st.queue.is_empty(), st.common.closing)
         };
         if empty {
-            self.unwatch(py, true)?;
+            unwatch(self, py, true)?;
             if closing {
                 call_transport(
                     py,
-                    self.transport(py),
+                    transport_of(self, py),
                     intern!(py, "_call_connection_lost"),
                     (py.None(),),
                 )?;
@@ -566,7 +479,7 @@ impl DatagramTransport {
         let (address, conn_lost, queued) = {
             let st = this.state.borrow_mut(py);
             let address = st.address.as_ref().map(|a| a.clone_ref(py).into_bound(py));
-            (address, st.conn_lost, !st.queue.is_empty())
+            (address, st.common.conn_lost, !st.queue.is_empty())
         };
         let address = address.filter(|a| a.is_truthy().unwrap_or(true));
         if let Some(address) = &address {
@@ -580,8 +493,8 @@ impl DatagramTransport {
             if conn_lost > 0 {
                 let warn = {
                     let mut st = this.state.borrow_mut(py);
-                    st.conn_lost += 1;
-                    st.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES
+                    st.common.conn_lost += 1;
+                    st.common.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES
                 };
                 if warn {
                     log_lost_write(py)?;
@@ -599,7 +512,7 @@ impl DatagramTransport {
             };
             match sent {
                 Sent::Done => return Ok(()),
-                Sent::Again => Self::watch(slf, true)?,
+                Sent::Again => watch(slf, true)?,
                 Sent::Failed(err) => return this.send_failed(py, err),
             }
         }
@@ -613,86 +526,35 @@ impl DatagramTransport {
             st.queued_bytes += copy.as_bytes().len();
             st.queue.push_back((copy.unbind(), addr.unbind()));
         }
-        this.maybe_pause_protocol(py)
+        maybe_pause_protocol(this, py)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let lost = {
-            let mut st = self.state.borrow_mut(py);
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-            st.queue.is_empty()
-        };
-        self.unwatch(py, false)?;
-        if lost {
-            self.state.borrow_mut(py).conn_lost += 1;
-            self.unwatch(py, true)?;
-            self.schedule_connection_lost(py, py.None())?;
-        }
-        Ok(())
+        close(self, py)
     }
 
     fn _force_close(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
-        let (dropped, was_closing) = {
-            let mut st = self.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            st.conn_lost += 1;
-            st.queued_bytes = 0;
-            (std::mem::take(&mut st.queue), std::mem::replace(&mut st.closing, true))
-        };
-        if !dropped.is_empty() {
-            self.unwatch(py, true)?;
-        }
-        drop(dropped);
-        if !was_closing {
-            self.unwatch(py, false)?;
-        }
-        self.schedule_connection_lost(py, exc)
+        force_close(self, py, exc)
     }
 
     fn is_closing(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).closing
+        is_closing(self, py)
     }
 
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let st = slf.get().state.borrow_mut(slf.py());
-        if st.closing || st.paused {
-            return Ok(());
-        }
-        drop(st);
-        Self::watch(slf, false)
+        start_reading(slf)
     }
 
     fn is_reading(&self, py: Python<'_>) -> bool {
-        let st = self.state.borrow_mut(py);
-        !st.closing && !st.paused
+        is_reading(self, py)
     }
 
-    /// Returns True if reading was paused by this call (no syscall).
     fn _pause_reading(&self, py: Python<'_>) -> bool {
-        let mut st = self.state.borrow_mut(py);
-        if st.closing || st.paused {
-            return false;
-        }
-        st.paused = true;
-        true
+        pause_reading(self, py)
     }
 
-    /// Returns True if reading was resumed by this call.
     fn _resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        {
-            let mut st = slf.get().state.borrow_mut(slf.py());
-            if st.closing || !st.paused {
-                return Ok(false);
-            }
-            st.paused = false;
-        }
-        Self::watch(slf, false)?;
-        Ok(true)
+        resume_reading(slf)
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
@@ -700,48 +562,38 @@ impl DatagramTransport {
     }
 
     fn _set_write_buffer_limits(&self, py: Python<'_>, high: Bound<'_, PyAny>, low: Bound<'_, PyAny>) -> PyResult<()> {
-        let old = self.state.borrow_mut(py).flow.set(high, low)?;
-        drop(old);
-        self.maybe_pause_protocol(py)
+        set_write_buffer_limits(self, py, high, low)
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        self.state.borrow_mut(py).flow.limits(py)
+        self.state.borrow_mut(py).common.flow.limits(py)
     }
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).flow.protocol_paused
+        self.state.borrow_mut(py).common.flow.protocol_paused
     }
 
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow_mut(py).conn_lost
+        self.state.borrow_mut(py).common.conn_lost
     }
 
     /// (reading registered, writing registered) for the repr.
     fn _polling(&self, py: Python<'_>) -> (bool, bool) {
         let st = self.state.borrow_mut(py);
-        (st.read_watched && !st.paused, st.write_watched)
+        (st.common.read_watched && !st.common.paused, st.common.write_watched)
     }
 
     fn _detach(&self, py: Python<'_>) {
-        let taken = {
-            let mut st = self.state.borrow_mut(py);
-            st.conn_lost = st.conn_lost.max(1);
-            st.closing = true;
-            st.queued_bytes = 0;
-            (st.protocol.take(), st.transport.take(), std::mem::take(&mut st.queue))
-        };
-        drop(taken);
+        detach(self, py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
         visit.call(&self.sock)?;
         if let Some(st) = self.state.try_borrow_for_gc() {
-            visit.call(&st.protocol)?;
-            visit.call(&st.transport)?;
+            st.common.traverse(&visit)?;
             visit.call(&st.address)?;
             for (_, addr) in &st.queue {
                 visit.call(addr)?;
@@ -754,8 +606,8 @@ impl DatagramTransport {
         Python::attach(|py| {
             if let Some(mut st) = self.state.try_borrow_mut(py) {
                 let taken = (
-                    st.protocol.take(),
-                    st.transport.take(),
+                    st.common.protocol.take(),
+                    st.common.transport.take(),
                     st.address.take(),
                     std::mem::take(&mut st.queue),
                 );
@@ -781,7 +633,7 @@ impl DatagramTransport {
                 Ok(())
             }
             Err(err) if err.is_instance_of::<PyOSError>(py) => self.error_received(py, err),
-            Err(err) => self.fatal(py, err, "Fatal read error on datagram transport"),
+            Err(err) => fatal(self, py, err, "Fatal read error on datagram transport"),
         }
     }
 }

@@ -43,12 +43,12 @@ sys.path.insert(0, str(HERE))
 from micro import (  # noqa: E402
     LOOPS,
     PEERS,
-    RESULTS_DIR,
     SUBJECT,
     add_loops_arg,
     comma_list,
     log,
     split_probes,
+    save_results,
 )
 
 LOADGEN_DIR = HERE / "loadgen"
@@ -888,21 +888,7 @@ def main(argv: list[str]) -> int:
         "samples": samples,
         "summary": summary,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"echo-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown_report(result, summary, loops)
-    md_path = RESULTS_DIR / "echo-latest.md"
-    md_path.write_text(report)
-    print(report)
-    log(
-        f"wrote {json_path.relative_to(HERE.parent)}, {md_path.relative_to(HERE.parent)}"
-        f" in {result['duration_s']:.0f} s"
-    )
-    errors = sum("error" in s for s in samples)
-    if errors:
-        log(f"{errors} sample(s) failed; see the Errors section")
-    return 1 if errors else 0
+    return save_results("echo", started, result, markdown_report(result, summary, loops), samples)
 
 
 if __name__ == "__main__":

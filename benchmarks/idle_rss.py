@@ -32,7 +32,6 @@ import datetime as dt
 import faulthandler
 import gc
 import importlib
-import json
 import os
 import platform
 import resource
@@ -65,7 +64,6 @@ from echo import (  # noqa: E402
     table,
 )
 from micro import (  # noqa: E402
-    RESULTS_DIR,
     SUBJECT,
     add_loops_arg,
     fmt_ratio,
@@ -73,6 +71,7 @@ from micro import (  # noqa: E402
     machine_info,
     machine_summary,
     split_probes,
+    save_results,
 )
 from udp_subprocess import rose_build  # noqa: E402
 
@@ -682,21 +681,9 @@ def main(argv: list[str]) -> int:
         "samples": samples,
         "summary": summary,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"idle_rss-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown_report(result, summary, loops)
-    md_path = RESULTS_DIR / "idle_rss-latest.md"
-    md_path.write_text(report)
-    print(report)
-    log(
-        f"wrote {json_path.relative_to(HERE.parent)}, {md_path.relative_to(HERE.parent)}"
-        f" in {result['duration_s']:.0f} s"
+    return save_results(
+        "idle_rss", started, result, markdown_report(result, summary, loops), samples
     )
-    errors = sum("error" in s for s in samples)
-    if errors:
-        log(f"{errors} sample(s) failed; see the Errors section")
-    return 1 if errors else 0
 
 
 if __name__ == "__main__":

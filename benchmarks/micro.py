@@ -681,6 +681,24 @@ def split_probes(probes: dict) -> tuple[list, dict]:
     return loops, missing
 
 
+def save_results(name, started, result, report, samples, extra=()) -> int:
+    """Write results/NAME-<UTC stamp>.json and results/NAME-latest.md, print the report and
+    the paths written (plus `extra` files); returns 1 if any sample failed, else 0."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS_DIR / f"{name}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    md_path = RESULTS_DIR / f"{name}-latest.md"
+    md_path.write_text(report)
+    print(report)
+    written = ", ".join(str(p.relative_to(HERE.parent)) for p in (json_path, md_path, *extra))
+    took = f" in {result['duration_s']:.0f} s" if "duration_s" in result else ""
+    log(f"wrote {written}{took}")
+    errors = sum("error" in s for s in samples)
+    if errors:
+        log(f"{errors} sample(s) failed; see the Errors section")
+    return 1 if errors else 0
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.child:
@@ -718,23 +736,12 @@ def main(argv: list[str]) -> int:
         "samples": samples,
         "summary": summary,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"micro-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
     report = markdown_report(result, summary, loops)
-    md_path = RESULTS_DIR / "micro-latest.md"
-    md_path.write_text(report)
     png_path = RESULTS_DIR / "micro-latest.png"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     title = f"{result['date']}: {machine_summary(result['machine'])}"
     wrote_png = plot(summary, loops, png_path, title)
-
-    print(report)
-    written = [json_path, md_path] + ([png_path] if wrote_png else [])
-    log("wrote " + ", ".join(str(p.relative_to(HERE.parent)) for p in written))
-    errors = sum("error" in s for s in samples)
-    if errors:
-        log(f"{errors} sample(s) failed; see the Errors section")
-    return 1 if errors else 0
+    return save_results("micro", started, result, report, samples, [png_path] if wrote_png else [])
 
 
 if __name__ == "__main__":

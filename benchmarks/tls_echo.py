@@ -66,13 +66,13 @@ from echo import (  # noqa: E402
     tokio_version,
 )
 from micro import (  # noqa: E402
-    RESULTS_DIR,
     SUBJECT,
     add_loops_arg,
     log,
     machine_info,
     machine_summary,
     split_probes,
+    save_results,
 )
 from idle_rss import build_line, rose_extension  # noqa: E402
 
@@ -534,21 +534,9 @@ def main(argv: list[str]) -> int:
         "samples": samples,
         "summary": summary,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"tls_echo-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown_report(result, summary, loops)
-    md_path = RESULTS_DIR / "tls_echo-latest.md"
-    md_path.write_text(report)
-    print(report)
-    log(
-        f"wrote {json_path.relative_to(HERE.parent)}, {md_path.relative_to(HERE.parent)}"
-        f" in {result['duration_s']:.0f} s"
+    return save_results(
+        "tls_echo", started, result, markdown_report(result, summary, loops), samples
     )
-    errors = sum("error" in s for s in samples)
-    if errors:
-        log(f"{errors} sample(s) failed; see the Errors section")
-    return 1 if errors else 0
 
 
 if __name__ == "__main__":

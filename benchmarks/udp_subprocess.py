@@ -48,7 +48,6 @@ SCRIPT = str(Path(__file__).resolve())
 sys.path.insert(0, str(HERE))
 from micro import (  # noqa: E402
     PEERS,
-    RESULTS_DIR,
     STDERR_KEPT,
     SUBJECT,
     child_probe,
@@ -61,6 +60,7 @@ from micro import (  # noqa: E402
     new_loop,
     ratio_columns,
     split_probes,
+    save_results,
 )
 
 CHILD_TIMEOUT_S = 60  # a load generator or spawn child running longer is killed
@@ -1147,19 +1147,9 @@ def main(argv: list[str]) -> int:
         "samples": samples,
         "summary": summary,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"udp_subprocess-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown_report(result, summary, benches, loops)
-    md_path = RESULTS_DIR / "udp_subprocess-latest.md"
-    md_path.write_text(report)
-
-    print(report)
-    log("wrote " + ", ".join(str(p.relative_to(HERE.parent)) for p in (json_path, md_path)))
-    errors = sum("error" in s for s in samples)
-    if errors:
-        log(f"{errors} sample(s) failed; see the Errors section")
-    return 1 if errors else 0
+    return save_results(
+        "udp_subprocess", started, result, markdown_report(result, summary, benches, loops), samples
+    )
 
 
 if __name__ == "__main__":

@@ -51,22 +51,22 @@ def _sighandler_noop(signum, frame):
 
 class Server(base_events.Server):
     """asyncio's `Server`, plus `close_clients()` and `abort_clients()` (the API Python 3.13
-    added): the loop records each connection's transport as it accepts it."""
+    added), over the transports in the loop's `_transports` that name this server."""
+
+    def _clients(self):
+        # The connections this server accepted and that are still open: every rose transport
+        # knows its server until connection_lost (no per-connection bookkeeping here).
+        return [t for t in list(self._loop._transports.values()) if getattr(t, "_server", None) is self]
 
     def close_clients(self):
         """Close every connection accepted by this server (`transport.close()`)."""
-        for transport in list(self.__dict__.get("_rose_clients", ())):
+        for transport in self._clients():
             transport.close()
 
     def abort_clients(self):
         """Abort every connection accepted by this server (`transport.abort()`)."""
-        for transport in list(self.__dict__.get("_rose_clients", ())):
+        for transport in self._clients():
             transport.abort()
-
-
-def _track_client(server, transport):
-    if server is not None:
-        server.__dict__.setdefault("_rose_clients", weakref.WeakSet()).add(transport)
 
 
 def _as_rose_server(server):
@@ -415,9 +415,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     # still asyncio's.
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        transport = _transports._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
-        _track_client(server, transport)
-        return transport
+        return _transports._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(
         self,
@@ -443,10 +441,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        transport = _transports._SelectorSocketTransport(
-            self, rawsock, ssl_protocol, extra=extra, server=server
-        )
-        _track_client(server, transport)
+        _transports._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):

@@ -35,7 +35,7 @@ async def _serve_and_connect(loop, nclients, **server_kwargs):
     server = await loop.create_server(lambda: Recorder(lost), "127.0.0.1", 0, **server_kwargs)
     clients = [await asyncio.open_connection(*server.sockets[0].getsockname()) for _ in range(nclients)]
     for _ in range(50):  # until the server has accepted every connection
-        if len(server.__dict__.get("_rose_clients", ())) == nclients:
+        if server._active_count == nclients:
             break
         await asyncio.sleep(0.01)
     return server, clients, lost
@@ -86,7 +86,7 @@ def test_unix_server_close_clients(rose_loop, tmp_path):
         server = await rose_loop.create_unix_server(lambda: Recorder(lost), path)
         reader, writer = await asyncio.open_unix_connection(path)
         for _ in range(50):
-            if server.__dict__.get("_rose_clients"):
+            if server._active_count:
                 break
             await asyncio.sleep(0.01)
         server.close_clients()

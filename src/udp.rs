@@ -476,11 +476,19 @@ impl DatagramTransport {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
-        let (address, conn_lost, queued) = {
+        let (address, conn_lost, queued, detached) = {
             let st = this.state.borrow_mut(py);
             let address = st.address.as_ref().map(|a| a.clone_ref(py).into_bound(py));
-            (address, st.common.conn_lost, !st.queue.is_empty())
+            let detached = st.common.transport.is_none();
+            (address, st.common.conn_lost, !st.queue.is_empty(), detached)
         };
+        if detached {
+            // After connection_lost the socket is closed and its fd number may be another
+            // socket's already: nothing is sent. (asyncio fails here with an AttributeError on
+            // its cleared socket attribute.)
+            this.state.borrow_mut(py).common.conn_lost += 1;
+            return Ok(());
+        }
         let address = address.filter(|a| a.is_truthy().unwrap_or(true));
         if let Some(address) = &address {
             if !addr.is_none() && !addr.eq(address)? {

@@ -884,3 +884,27 @@ def test_datagram_received_exception_goes_to_the_handler(loop):
         "Exception in callback _SelectorDatagramTransport._read_ready()"
     ] * 2
     assert [c["exception"].args for c in contexts] == [(b"one",), (b"two",)]
+
+
+def test_sendto_after_connection_lost_never_reaches_the_fds_next_owner(loop):
+    """Once connection_lost ran, the socket is closed and its fd number can be reused at
+    once: a late sendto must not send through it (asyncio raises AttributeError there)."""
+
+    async def main():
+        with udp_socket() as sink:
+            sink.setblocking(False)
+            tr, proto = await endpoint(family=socket.AF_INET)
+            fd = tr.get_extra_info("socket").fileno()
+            tr.close()
+            await proto.lost
+            # the lowest free fd number: the one just closed
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                other.connect(sink.getsockname())
+                assert other.fileno() == fd
+                with contextlib.suppress(AttributeError):
+                    tr.sendto(b"LEAK", sink.getsockname())
+                await asyncio.sleep(0.05)
+                with pytest.raises(BlockingIOError):
+                    sink.recv(100)
+
+    run(loop, main())

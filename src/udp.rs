@@ -74,6 +74,7 @@ pub struct DatagramTransport {
     /// The socket is connected (asyncio: `self._extra['peername']` is truthy): `send`.
     connected: bool,
     state: GilCell<State>,
+    peer: GilCell<Option<PeerCache>>,
 }
 
 impl Core for DatagramTransport {
@@ -90,6 +91,33 @@ impl Core for DatagramTransport {
 
     fn fd(&self) -> RawFd {
         self.fd
+    }
+}
+
+/// The last sender seen by `recvfrom`: its sockaddr as the kernel gave it and the tuple handed
+/// to the protocol. The next datagram from the same sender gets the same (immutable, equal)
+/// tuple instead of a new str, int and tuple, and a `sendto` to that very tuple (an echo's
+/// reply) skips the address conversion.
+struct PeerCache {
+    raw: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    tuple: Py<PyAny>,
+}
+
+impl PeerCache {
+    fn matches(&self, storage: &libc::sockaddr_storage, len: libc::socklen_t) -> bool {
+        if self.len != len {
+            return false;
+        }
+        let n = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: both are plain-old-data sockaddr_storage values of at least `n` bytes.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts((&self.raw as *const libc::sockaddr_storage).cast::<u8>(), n),
+                std::slice::from_raw_parts((storage as *const libc::sockaddr_storage).cast::<u8>(), n),
+            )
+        };
+        a == b
     }
 }
 
@@ -261,6 +289,29 @@ impl DatagramTransport {
         }
     }
 
+    /// The address tuple of a datagram's sender: the cached one when the sender is the same as
+    /// last time (see `PeerCache`), else a new one, which becomes the cached one.
+    fn peer_tuple<'py>(
+        &self,
+        py: Python<'py>,
+        storage: &libc::sockaddr_storage,
+        len: libc::socklen_t,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(cached) = &*self.peer.borrow_mut(py) {
+            if cached.matches(storage, len) {
+                return Ok(cached.tuple.bind(py).clone());
+            }
+        }
+        let tuple = addr_to_py(py, storage)?;
+        let old = self.peer.borrow_mut(py).replace(PeerCache {
+            raw: *storage,
+            len,
+            tuple: tuple.clone().unbind(),
+        });
+        drop(old);
+        Ok(tuple)
+    }
+
     /// One datagram out: `send` when connected, `sendto` with a converted address, or the
     /// Python socket's `sendto` for addresses converted there.
     fn send_one(&self, py: Python<'_>, data: &[u8], pydata: &Bound<'_, PyAny>, addr: &Bound<'_, PyAny>) -> Sent {
@@ -268,14 +319,21 @@ impl DatagramTransport {
             // SAFETY: sending from a live buffer of `data.len()` bytes.
             unsafe { libc::send(self.fd, data.as_ptr().cast(), data.len(), 0) }
         } else {
-            match parse_addr(self.family, addr) {
-                // SAFETY: `sa` is an initialised sockaddr of the socket's family.
-                Some(sa) => unsafe {
-                    let len = if self.family == libc::AF_INET {
-                        std::mem::size_of::<libc::sockaddr_in>()
-                    } else {
-                        std::mem::size_of::<libc::sockaddr_in6>()
-                    };
+            let cached = match &*self.peer.borrow_mut(py) {
+                Some(c) if addr.is(c.tuple.bind(py)) => Some((c.raw, c.len as usize)),
+                _ => None,
+            };
+            let parsed = cached.or_else(|| {
+                let len = if self.family == libc::AF_INET {
+                    std::mem::size_of::<libc::sockaddr_in>()
+                } else {
+                    std::mem::size_of::<libc::sockaddr_in6>()
+                };
+                parse_addr(self.family, addr).map(|sa| (sa, len))
+            });
+            match parsed {
+                // SAFETY: `sa` is an initialised sockaddr of the socket's family, `len` long.
+                Some((sa, len)) => unsafe {
                     libc::sendto(
                         self.fd,
                         data.as_ptr().cast(),
@@ -358,6 +416,7 @@ impl DatagramTransport {
             family: sock.getattr(intern!(py, "family"))?.extract()?,
             sock: sock.clone().unbind(),
             connected,
+            peer: GilCell::new(None),
             state: GilCell::new(State {
                 common: Common::new(protocol),
                 address,
@@ -394,8 +453,8 @@ impl DatagramTransport {
         }
         // SAFETY: an all-zero sockaddr_storage is a valid out-parameter.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let received = with_scratch(|buf| {
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             // SAFETY: reading at most `buf.len()` bytes into our buffer; `storage`/`len`
             // describe a valid address buffer.
             let n = unsafe {
@@ -419,7 +478,7 @@ impl DatagramTransport {
             Err(errno) if retry_later(errno) => return Ok(()),
             Err(errno) => return self.error_received(py, os_error(errno)),
         };
-        let addr = addr_to_py(py, &storage)?;
+        let addr = self.peer_tuple(py, &storage, len)?;
         protocol
             .call_method1(intern!(py, "datagram_received"), (data, addr))
             .map(drop)

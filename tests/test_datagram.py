@@ -908,3 +908,22 @@ def test_sendto_after_connection_lost_never_reaches_the_fds_next_owner(loop):
                     sink.recv(100)
 
     run(loop, main())
+
+
+def test_alternating_senders_get_their_own_addresses_and_replies(loop):
+    """Each datagram reports its own sender, however senders alternate, and a reply sent to
+    the reported address reaches that sender (rose reuses the tuple of a repeated sender)."""
+
+    async def main():
+        async with opened(local_addr=LOCAL) as (server, sproto):
+            saddr = server.get_extra_info("sockname")
+            with udp_socket() as a, udp_socket() as b:
+                for i, s in enumerate([a, a, b, a, b, b, a]):
+                    s.sendto(b"%d" % i, saddr)
+                    data, addr = await sproto.datagrams.get()
+                    assert (data, addr) == (b"%d" % i, s.getsockname())
+                    server.sendto(b"re" + data, addr)
+                    s.settimeout(1)
+                    assert s.recvfrom(100) == (b"re" + data, saddr)
+
+    run(loop, main())

@@ -179,6 +179,14 @@ class Endpoints:
         await asyncio.get_running_loop().sock_connect(sock, self.address(server))
         return sock
 
+    async def accepted(self, factory=None, **client_kwargs):
+        """A server, a raw client connected to it and the server side's protocol once
+        accepted: ``(server, raw, srv)``."""
+        factory = factory or Accepted()
+        server = await self.server(factory)
+        raw = await self.raw_client(server, **client_kwargs)
+        return server, raw, await factory.first
+
 
 @pytest.fixture(params=["tcp", "unix"])
 def family(request, short_tmp, loop):
@@ -252,10 +260,7 @@ def test_peer_reset_mid_write(loop, tcp, caplog):
     payload = pattern(8 * MiB)
 
     async def main():
-        factory = Accepted(BigWriter, payload=payload)
-        server = await tcp.server(factory)
-        raw = await tcp.raw_client(server, rcvbuf=64 * KiB)
-        srv = await factory.first
+        server, raw, srv = await tcp.accepted(Accepted(BigWriter, payload=payload), rcvbuf=64 * KiB)
         head = await recv_exactly(raw, 64 * KiB)  # the transfer is under way
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         raw.close()  # RST
@@ -301,10 +306,7 @@ def test_peer_reset_then_write_before_loop_notices(loop, tcp, caplog):
     caplog.set_level(logging.WARNING, logger="asyncio")
 
     async def main():
-        factory = Accepted()
-        server = await tcp.server(factory)
-        raw = await tcp.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await tcp.accepted()
         tr = srv.transport
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         raw.close()
@@ -336,10 +338,7 @@ def test_peer_reset_then_write_eof_raises(loop, tcp):
     the transport is then in EOF state and connection_lost still reports the reset."""
 
     async def main():
-        factory = Accepted()
-        server = await tcp.server(factory)
-        raw = await tcp.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await tcp.accepted()
         tr = srv.transport
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         raw.close()
@@ -372,10 +371,7 @@ def test_client_half_close_server_keeps_open_and_replies(loop, family):
     reply = pattern(2 * MiB)
 
     async def main():
-        factory = Accepted(keep_open=True)
-        server = await family.server(factory)
-        raw = await family.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await family.accepted(Accepted(keep_open=True))
         await loop.sock_sendall(raw, b"request")
         raw.shutdown(socket.SHUT_WR)
         await srv.eof
@@ -401,10 +397,7 @@ def test_client_half_close_server_keeps_open_and_replies(loop, family):
 @pytest.mark.parametrize("keep_open", [False, None])
 def test_client_half_close_server_closes_itself(loop, family, keep_open):
     async def main():
-        factory = Accepted(keep_open=keep_open)
-        server = await family.server(factory)
-        raw = await family.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await family.accepted(Accepted(keep_open=keep_open))
         await loop.sock_sendall(raw, b"last words")
         raw.shutdown(socket.SHUT_WR)
         await srv.eof
@@ -430,10 +423,7 @@ def test_server_write_eof_then_reads_on(loop, family, size):
     greeting = pattern(size)
 
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await family.accepted()
         tr = srv.transport
         small_send_buffer(tr)
         can = tr.can_write_eof()
@@ -468,10 +458,7 @@ def test_writes_after_close_are_dropped_then_warned(loop, family, caplog):
     caplog.set_level(logging.WARNING, logger="asyncio")
 
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await family.accepted()
         tr = srv.transport
         tr.write(b"before close")
         assert tr.get_write_buffer_size() == 0
@@ -509,10 +496,7 @@ def test_write_after_write_eof_raises(loop, family):
     message = "Cannot call write() after write_eof()"
 
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await family.accepted()
         tr = srv.transport
         tr.write(b"payload")
         tr.write_eof()
@@ -547,10 +531,7 @@ def test_write_rejects_non_bytes(loop, family):
     ]
 
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await family.accepted()
         tr = srv.transport
         tr.write(b"ok")
 
@@ -621,10 +602,7 @@ def test_write_after_flushed_close_never_reaches_the_fds_next_owner(loop, family
     payload = pattern(1 * MiB)
 
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server, rcvbuf=64 * KiB)
-        srv = await factory.first
+        server, raw, srv = await family.accepted(rcvbuf=64 * KiB)
         tr = srv.transport
         fd = tr.get_extra_info("socket").fileno()
         small_send_buffer(tr)
@@ -675,10 +653,7 @@ def test_write_of_non_contiguous_memoryview_is_a_fatal_write_error(loop, tcp):
     exception handler, the connection closed, connection_lost(exc). write() itself returns."""
 
     async def main():
-        factory = Accepted()
-        server = await tcp.server(factory)
-        raw = await tcp.raw_client(server)
-        srv = await factory.first
+        server, raw, srv = await tcp.accepted()
         tr = srv.transport
         tr.write(memoryview(b"abcdef")[::2])
         closing = tr.is_closing()
@@ -756,10 +731,9 @@ def test_never_reading_client_flow_control(loop, family, limits):
     payload = pattern(16 * MiB)
 
     async def main():
-        factory = Accepted(Firehose, payload=payload, limits=limits)
-        server = await family.server(factory)
-        raw = await family.raw_client(server, rcvbuf=64 * KiB)
-        srv = await factory.first
+        server, raw, srv = await family.accepted(
+            Accepted(Firehose, payload=payload, limits=limits), rcvbuf=64 * KiB
+        )
         paused_at = await srv.paused
         water = srv.transport.get_write_buffer_limits()
         srv.client_reading = True
@@ -789,10 +763,7 @@ def test_never_reading_client_flow_control(loop, family, limits):
 
 def test_write_buffer_limits_arguments_and_lowering(loop, family):
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server, rcvbuf=64 * KiB)
-        srv = await factory.first
+        server, raw, srv = await family.accepted(rcvbuf=64 * KiB)
         tr = srv.transport
         limits = [tr.get_write_buffer_limits()]
         errors = []
@@ -848,10 +819,7 @@ def test_write_buffer_limits_accept_any_real_number(loop, tcp):
     are accepted, kept as given, and flow control works with them."""
 
     async def main():
-        factory = Accepted()
-        server = await tcp.server(factory)
-        raw = await tcp.raw_client(server, rcvbuf=64 * KiB)
-        srv = await factory.first
+        server, raw, srv = await tcp.accepted(rcvbuf=64 * KiB)
         tr = srv.transport
         limits = []
         for kwargs in ({"high": 1000.0}, {"low": 10.5}, {"high": 2**64}, {"high": 2**64 + 1.0}):
@@ -1044,10 +1012,7 @@ def test_abort_drops_buffer(loop, family, caplog, close_first):
     payload = pattern(8 * MiB)
 
     async def main():
-        factory = Accepted()
-        server = await family.server(factory)
-        raw = await family.raw_client(server, rcvbuf=64 * KiB)
-        srv = await factory.first
+        server, raw, srv = await family.accepted(rcvbuf=64 * KiB)
         tr = srv.transport
         small_send_buffer(tr)
         tr.write(payload)

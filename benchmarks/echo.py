@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import datetime as dt
 import faulthandler
@@ -205,27 +206,29 @@ async def start_sock(loop, unix_path, errors):
 STARTERS = {"protocol": start_protocol, "streams": start_streams, "sock": start_sock}
 
 
-def preflight(loop, address, family) -> str | None:
+def preflight(loop, address, family, wrap=None) -> str | None:
     """One blocking client in a thread sends a message and waits for its echo while the loop
-    runs: a mode whose operations the loop lacks fails here, before any measurement."""
+    runs: a mode whose operations the loop lacks fails here, before any measurement. `wrap`
+    turns the connected socket into the one to talk over (tls_echo.py: a TLS handshake)."""
     done = loop.create_future()
     message = b"preflight-" + os.urandom(8).hex().encode()
 
     def client():
         outcome = None
         try:
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.settimeout(5)
-                s.connect(address)
-                s.sendall(message)
-                got = b""
-                while len(got) < len(message):
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    got += chunk
-                if got != message:
-                    outcome = f"echo mismatch: sent {message!r}, got {got!r}"
+            with socket.socket(family, socket.SOCK_STREAM) as raw:
+                raw.settimeout(5)
+                raw.connect(address)
+                with wrap(raw) if wrap else contextlib.nullcontext(raw) as s:
+                    s.sendall(message)
+                    got = b""
+                    while len(got) < len(message):
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        got += chunk
+                    if got != message:
+                        outcome = f"echo mismatch: sent {message!r}, got {got!r}"
         except Exception as exc:
             outcome = f"preflight client: {describe_exc(exc)}"
         loop.call_soon_threadsafe(lambda: done.done() or done.set_result(outcome))

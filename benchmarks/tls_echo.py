@@ -19,18 +19,17 @@ formatting are echo.py's (imported, not copied).
 from __future__ import annotations
 
 import argparse
+import functools
 import datetime as dt
 import json
 import os
 import platform
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -56,7 +55,6 @@ from echo import (  # noqa: E402
     EchoProtocol,
     build_loadgen,
     describe,
-    describe_exc,
     expect,
     fmt_num,
     fmt_ratio,
@@ -110,37 +108,12 @@ def make_certs(directory: Path) -> dict:
 
 
 def tls_preflight(client_ctx: ssl.SSLContext):
-    """echo.py's preflight over TLS: one blocking client in a thread does a handshake, sends a
-    message and waits for its echo while the loop runs."""
+    """echo.py's preflight over TLS: the client does a handshake first."""
 
-    def preflight(loop, address, family) -> str | None:
-        done = loop.create_future()
-        message = b"preflight-" + os.urandom(8).hex().encode()
+    def wrap(raw):
+        return client_ctx.wrap_socket(raw, server_hostname=SERVER_NAME)
 
-        def client():
-            outcome = None
-            try:
-                with socket.socket(family, socket.SOCK_STREAM) as raw:
-                    raw.settimeout(5)
-                    raw.connect(address)
-                    with client_ctx.wrap_socket(raw, server_hostname=SERVER_NAME) as s:
-                        s.sendall(message)
-                        got = b""
-                        while len(got) < len(message):
-                            chunk = s.recv(4096)
-                            if not chunk:
-                                break
-                            got += chunk
-                        if got != message:
-                            outcome = f"echo mismatch: sent {message!r}, got {got!r}"
-            except Exception as exc:
-                outcome = f"preflight client: {describe_exc(exc)}"
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(outcome))
-
-        threading.Thread(target=client, name="preflight", daemon=True).start()
-        return loop.run_until_complete(done)
-
-    return preflight
+    return functools.partial(echo.preflight, wrap=wrap)
 
 
 def child_server(loop_name: str, cert_dir: str) -> None:

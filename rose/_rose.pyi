@@ -180,8 +180,8 @@ def _sock_try_recv(fd: int, n: int) -> bytes | None:
 def _sock_try_recv_into(fd: int, buf: Any) -> int | None:
     """`recv_into(buf)` once: the byte count, or None if it would block."""
 
-def _sock_try_send(fd: int, data: Any) -> int:
-    """`send(data)` once: the bytes sent (0 if it would block)."""
+def _sock_try_send(fd: int, data: Any) -> int | None:
+    """`send(data)` once: None if all of it went, else the bytes sent (0 if it would block)."""
 
 def _sock_wait(event_loop: EventLoop, future: Any, fd: int, kind: int, arg: Any, sent: int = 0) -> None:
     """Watch `fd` until the call (0 recv, 1 recv_into, 2 sendall) completes `future`."""

@@ -377,7 +377,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             raise ValueError("the socket must be non-blocking")
         fd = sock.fileno()
         n = _rose._sock_try_send(fd, data)
-        if n == memoryview(data).nbytes:
+        if n is None:  # all sent
             return
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)

@@ -1,12 +1,14 @@
-"""rose's stream transport: an `asyncio.Transport` whose I/O runs in Rust.
+"""rose's transports: `asyncio.Transport` and `asyncio.DatagramTransport` classes whose I/O
+runs in Rust.
 
-`_SelectorSocketTransport` (asyncio's name, so reprs and logs read the same) keeps asyncio's
-semantics for TCP and Unix stream sockets. Its Rust core (`rose._rose.StreamTransport`) does
-the hot work — reading into `bytes` or into a `BufferedProtocol`'s buffer, `write()` with an
-immediate send and a zero-copy buffer flushed with `sendmsg`, flow control, the close state
-machine. The instance hands the core's `write` out directly (a slot holding the bound method),
-so `transport.write(data)` is one call into Rust. What stays here is rare and is where
-asyncio's own logging and formatting are: fatal errors, EOF, `connection_lost`, the repr.
+`_SelectorSocketTransport` (TCP and Unix streams) and `_SelectorDatagramTransport` carry
+asyncio's names, so reprs and logs read the same, and keep asyncio's semantics. Each owns a
+Rust core (`rose._rose.StreamTransport`, `rose._rose._SelectorDatagramTransport`) that does
+the hot work — reading into `bytes` or into a `BufferedProtocol`'s buffer, `write()`/`sendto()`
+with an immediate send and a buffer flushed later, flow control, the close state machine. The
+instance hands the core's `write`/`sendto` out directly (a slot holding the bound method), so
+the call is one call into Rust. What stays here is rare and is where asyncio's own logging and
+formatting are: fatal errors, EOF, `connection_lost`, the repr.
 """
 
 from __future__ import annotations

@@ -447,20 +447,6 @@ impl EventLoop {
         )
     }
 
-    pub(crate) fn set_reader_or_writer(
-        slf: &Bound<'_, Self>,
-        fd: i32,
-        handle: Py<Handle>,
-        write: bool,
-    ) -> PyResult<()> {
-        Self::watch_fd(slf, fd, handle, write, false)
-    }
-
-    /// A watch until one socket call completes (`sock_recv`, `sock_sendall`): see selector.rs.
-    pub(crate) fn set_oneshot_watch(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
-        Self::watch_fd(slf, fd, handle, write, true)
-    }
-
     /// Arm a one-shot watch again (its event came but the call would still block).
     pub(crate) fn rearm_oneshot_watch(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
         let reactor = self.reactor(py)?;
@@ -468,17 +454,20 @@ impl EventLoop {
         Ok(())
     }
 
-    fn watch_fd(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool, oneshot: bool) -> PyResult<()> {
+    /// Watch `fd` for reading (`write=False`) or writing with `handle`, replacing and
+    /// cancelling the previous handle (asyncio's `_add_reader`); `oneshot` for a watch that ends
+    /// when one socket call completes (`sock_recv`, `sock_sendall`: see selector.rs).
+    pub(crate) fn watch_fd(
+        slf: &Bound<'_, Self>,
+        fd: i32,
+        handle: Py<Handle>,
+        write: bool,
+        oneshot: bool,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let reactor = this.reactor(py)?;
-        let mut selector = this.selector.borrow_mut(py);
-        let old = if oneshot {
-            selector.add_oneshot(&reactor, fd, write, handle)?
-        } else {
-            selector.add(&reactor, fd, write, handle)?
-        };
-        drop(selector);
+        let old = this.selector.borrow_mut(py).add(&reactor, fd, write, handle, oneshot)?;
         drop(reactor);
         if let Some(old) = old {
             Handle::cancel_bound(old.bind(py))?;
@@ -691,7 +680,7 @@ impl EventLoop {
     /// Watch `fd` for reading (`write=False`) or writing with `handle` (level-triggered),
     /// replacing and cancelling the previous handle, as asyncio's `_add_reader`.
     fn _watch(slf: &Bound<'_, Self>, fd: i32, handle: Py<Handle>, write: bool) -> PyResult<()> {
-        Self::set_reader_or_writer(slf, fd, handle, write)
+        Self::watch_fd(slf, fd, handle, write, false)
     }
 
     /// Stop watching `fd` in one direction; True if a handle was registered (it is cancelled).

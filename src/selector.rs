@@ -4,7 +4,7 @@
 //!
 //! The user's fd is never touched otherwise: its blocking mode stays as it is.
 //!
-//! One-shot watches (`add_oneshot`, for `sock_recv`/`sock_sendall`, which watch an fd only until
+//! One-shot watches (`add(.., oneshot)`, for `sock_recv`/`sock_sendall`, which watch an fd only until
 //! one call completes): registered with `EPOLLONESHOT`, so once an event is reported the kernel
 //! disarms the fd by itself and removing the watch afterwards costs no syscall; the fd stays in
 //! the epoll set, disarmed ("dormant"), and the next watch re-arms it with one `EPOLL_CTL_MOD`
@@ -109,31 +109,10 @@ impl Selector {
     }
 
     /// Register `handle` as the reader (or writer) of `fd`; returns the handle it replaces,
-    /// which the caller cancels (outside any borrow).
+    /// which the caller cancels (outside any borrow). `oneshot` asks for a watch that ends
+    /// when one socket call completes (see the module note); an fd watched level-triggered in
+    /// the other direction stays level-triggered.
     pub fn add(
-        &mut self,
-        reactor: &Reactor,
-        fd: RawFd,
-        write: bool,
-        handle: Py<Handle>,
-    ) -> io::Result<Option<Py<Handle>>> {
-        self.add_with(reactor, fd, write, handle, false)
-    }
-
-    /// `add` for a watch that ends when one socket call completes (see the module note). An fd
-    /// watched level-triggered in the other direction stays level-triggered.
-    pub fn add_oneshot(
-        &mut self,
-        reactor: &Reactor,
-        fd: RawFd,
-        write: bool,
-        handle: Py<Handle>,
-    ) -> io::Result<Option<Py<Handle>>> {
-        let oneshot = self.map.get(&fd).is_none_or(|r| r.oneshot);
-        self.add_with(reactor, fd, write, handle, oneshot)
-    }
-
-    fn add_with(
         &mut self,
         reactor: &Reactor,
         fd: RawFd,
@@ -141,6 +120,7 @@ impl Selector {
         handle: Py<Handle>,
         oneshot: bool,
     ) -> io::Result<Option<Py<Handle>>> {
+        let oneshot = oneshot && self.map.get(&fd).is_none_or(|r| r.oneshot);
         let existed = self.map.contains_key(&fd) || self.dormant.remove(&fd);
         let reg = self.map.entry(fd).or_default();
         let old = reg.slot(write).replace(handle);

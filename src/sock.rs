@@ -73,19 +73,21 @@ fn try_recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<
     }
 }
 
-/// `send(data[pos:])`: the bytes sent (0 if it would block), or the error.
-fn try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: usize) -> PyResult<usize> {
+/// `send(data[pos:])`: the position reached (`pos` if it would block) and the length of
+/// `data`, or the error.
+fn try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>, pos: usize) -> PyResult<(usize, usize)> {
     let view = RawBuffer::get(data, false)?;
-    let rest = &view.as_slice()[pos.min(view.len())..];
+    let pos = pos.min(view.len());
+    let rest = &view.as_slice()[pos..];
     loop {
         // SAFETY: sending from the exported buffer, alive while `view` is.
         let sent = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
         if sent >= 0 {
-            return Ok(sent as usize);
+            return Ok((pos + sent as usize, view.len()));
         }
         match last_errno() {
             libc::EINTR => py.check_signals()?,
-            errno if retry_later(errno) => return Ok(0),
+            errno if retry_later(errno) => return Ok((pos, view.len())),
             errno => return Err(os_error(errno)),
         }
     }
@@ -128,17 +130,11 @@ impl SockOp {
                 try_recv_into(py, self.fd, buf.bind(py)).map(|n| n.map(|n| PyInt::new(py, n).into_any()))
             }
             Kind::SendAll(data, pos) => {
-                let data = data.bind(py);
                 let start = *pos.borrow_mut(py);
-                match try_send(py, self.fd, data, start) {
-                    Ok(sent) => {
-                        let total = RawBuffer::get(data, false)?.len();
-                        let at = start + sent;
-                        *pos.borrow_mut(py) = at;
-                        Ok((at >= total).then(|| py.None().into_bound(py)))
-                    }
-                    Err(err) => Err(err),
-                }
+                try_send(py, self.fd, data.bind(py), start).map(|(at, total)| {
+                    *pos.borrow_mut(py) = at;
+                    (at >= total).then(|| py.None().into_bound(py))
+                })
             }
         };
         match outcome {
@@ -190,10 +186,11 @@ pub fn _sock_try_recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) ->
     try_recv_into(py, fd, buf)
 }
 
-/// Try `send(data)` once: the bytes sent (0 if it would block).
+/// Try `send(data)` once: None if all of it went, else the bytes sent (0 if it would block).
 #[pyfunction]
-pub fn _sock_try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-    try_send(py, fd, data, 0)
+pub fn _sock_try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    let (sent, total) = try_send(py, fd, data, 0)?;
+    Ok((sent < total).then_some(sent))
 }
 
 /// Watch `fd` until the call completes `future`: kind 0 `recv(arg)`, 1 `recv_into(arg)`,
@@ -227,7 +224,7 @@ pub fn _sock_wait(
     let write = op.get().is_write();
     let handle = EventLoop::make_watch_handle(event_loop, op.clone().into_any())?;
     *op.get().handle.borrow_mut(py) = Some(handle.clone_ref(py));
-    EventLoop::set_oneshot_watch(event_loop, fd, handle, write)?;
+    EventLoop::watch_fd(event_loop, fd, handle, write, true)?;
     future.call_method1(intern!(py, "add_done_callback"), (op.getattr(intern!(py, "_done"))?,))?;
     Ok(())
 }

@@ -31,7 +31,7 @@ use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
-    maybe_resume_protocol, not_bytes_like, pause_reading, read_ready_paused, resume_reading, retry_later,
+    maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
     set_write_buffer_limits, start_reading, transport_of, unwatch, watch, with_scratch, Common, Core, CoreState,
     RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
@@ -106,16 +106,6 @@ impl Core for StreamTransport {
     fn fd(&self) -> RawFd {
         self.fd
     }
-}
-
-/// What to do after a flush, decided under the borrow and done after it.
-enum Drained {
-    No,
-    Yes {
-        closing: bool,
-        eof: bool,
-        waiter: Option<Py<PyAny>>,
-    },
 }
 
 impl StreamTransport {
@@ -285,12 +275,7 @@ impl StreamTransport {
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow_mut(py)
-            .common
-            .protocol
-            .as_ref()
-            .map(|p| p.clone_ref(py))
+        protocol_of(self, py)
     }
 
     /// The reader callback (asyncio's `_read_ready`).
@@ -354,19 +339,15 @@ impl StreamTransport {
             }
             Ok(_) => {
                 maybe_resume_protocol(this, py)?; // may append to the buffer
+                                                  // Decided under the borrow, done after it: (closing, eof, the empty waiter).
                 let drained = {
                     let st = this.state.borrow_mut(py);
-                    if st.buf.is_empty() {
-                        Drained::Yes {
-                            closing: st.common.closing,
-                            eof: st.eof,
-                            waiter: st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
-                        }
-                    } else {
-                        Drained::No
-                    }
+                    st.buf.is_empty().then(|| {
+                        let waiter = st.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+                        (st.common.closing, st.eof, waiter)
+                    })
                 };
-                if let Drained::Yes { closing, eof, waiter } = drained {
+                if let Some((closing, eof, waiter)) = drained {
                     unwatch(this, py, true)?;
                     if let Some(w) = waiter {
                         w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
@@ -442,11 +423,8 @@ impl StreamTransport {
                     return fatal(this, py, os_error(errno), "Fatal write error on socket transport");
                 }
             }
-            let watched = st.common.write_watched;
             drop(st);
-            if !watched {
-                watch(slf, true)?;
-            }
+            watch(slf, true)?; // a no-op when the writer is watched already
             st = this.state.borrow_mut(py);
         }
         match &bytes {

@@ -200,7 +200,7 @@ pub fn watch_fd(
     method: &Bound<'_, PyString>,
 ) -> PyResult<()> {
     let handle = EventLoop::make_watch_handle(event_loop, slf.getattr(method)?)?;
-    EventLoop::set_reader_or_writer(event_loop, fd, handle, write)
+    EventLoop::watch_fd(event_loop, fd, handle, write, false)
 }
 
 pub fn unwatch_fd(event_loop: &Bound<'_, EventLoop>, fd: RawFd, write: bool) -> PyResult<()> {

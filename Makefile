@@ -1,29 +1,62 @@
 # rose — every target documents itself: `make help`.
+#
+# One interpreter at a time: PYTHON (default python3) builds into target/<version>/ and
+# rose/_rose.cpython-<ver>-*.so, so builds for several Pythons live side by side.
+# `make test` runs everything on each of PYTHONS: 3.11 with this machine's python3.11, 3.13
+# from ../shared/tools/cpython.sh, 3.14 and 3.15 inside the Debian sid chroot of
+# ../shared/tools/sid.sh (both scripts build what is missing, and cache it).
 PYTHON ?= python3
-SO := rose/_rose$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+PYTHONS ?= 3.11 3.13 3.14 3.15
+TOOLS ?= $(firstword $(wildcard ../shared/tools /work/shared/tools))
 
-.PHONY: help install dev release test test-rust test-python test-debug tulip bench bench-echo bench-udp bench-rss bench-tls lint stubtest clean
+PY_INFO := $(shell $(PYTHON) -c "import sys, sysconfig; print('%d.%d' % sys.version_info[:2], sysconfig.get_config_var('EXT_SUFFIX'), sys.executable)" 2>/dev/null)
+PYVER := $(word 1,$(PY_INFO))
+SO := rose/_rose$(word 2,$(PY_INFO))
+# pyo3's build script reads PYO3_PYTHON: the build is for this interpreter.
+export PYO3_PYTHON := $(word 3,$(PY_INFO))
+BUILD := target/$(PYVER)
+CARGO_FLAGS := --target-dir $(BUILD)
+TEST_DEPS := "pytest>=7" "pytest-timeout>=2" "trustme>=1"
+
+.PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
+	test-debug tulip tulip-stdlib wheels bench bench-echo bench-udp bench-rss bench-tls lint \
+	stubtest clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 install:  ## install rose (release build) with test and benchmark extras
 	$(PYTHON) -m pip install -q ".[test,bench]"
 
-dev:  ## debug build of the extension, in place (rose/_rose*.so), plus test dependencies
-	$(PYTHON) -m pip install -q "pytest>=7" "pytest-timeout>=2" "trustme>=1"
-	cargo build --features extension-module
+dev:  ## debug build of the extension for PYTHON, in place (rose/_rose*.so), plus test dependencies
+	$(PYTHON) -m pip install -q $(TEST_DEPS)
+	cargo build $(CARGO_FLAGS) --features extension-module
 	# a new inode: processes that have the old build loaded keep it intact
-	cp target/debug/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
+	cp $(BUILD)/debug/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
-release:  ## optimised build of the extension, in place
-	cargo build --release --features extension-module
-	cp target/release/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
+release:  ## optimised build of the extension for PYTHON, in place
+	cargo build $(CARGO_FLAGS) --release --features extension-module
+	cp $(BUILD)/release/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
-test: test-rust dev test-python test-debug tulip  ## build, then run every test: cargo tests, pytest (also in debug mode), CPython's test_asyncio
+test: $(addprefix test-,$(PYTHONS))  ## everything, on every supported Python (PYTHONS="3.11 3.13 3.14 3.15")
+
+test-3.11:  ## everything on CPython 3.11 (this machine's python3.11)
+	$(MAKE) check PYTHON=python3.11
+
+test-3.13: .venv/3.13/bin/python  ## everything on CPython 3.13 (built by cpython.sh if missing)
+	$(MAKE) check PYTHON=.venv/3.13/bin/python
+
+test-3.14 test-3.15: test-%:  ## everything on CPython 3.14 / 3.15 (in the sid chroot of sid.sh)
+	$(TOOLS)/sid.sh run sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
+	  exec make check PYTHON=.venv/$*/bin/python'
+
+.venv/3.13/bin/python:
+	$$($(TOOLS)/cpython.sh 3.13) -m venv .venv/3.13
+
+check: test-rust dev test-python test-debug tulip tulip-stdlib  ## everything on PYTHON: cargo tests, pytest (also in debug mode), CPython's test_asyncio on rose and on stdlib
 
 test-rust:  ## Rust unit tests (pure-Rust parts)
-	cargo test --lib
+	cargo test $(CARGO_FLAGS) --lib
 
 test-python:  ## pytest: every test on rose and on stdlib asyncio
 	$(PYTHON) -m pytest tests -q
@@ -31,8 +64,28 @@ test-python:  ## pytest: every test on rose and on stdlib asyncio
 test-debug:  ## pytest again with PYTHONASYNCIODEBUG=1
 	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q
 
-tulip:  ## CPython's test_asyncio against rose (and `make tulip LOOP=asyncio`)
+tulip:  ## CPython's test_asyncio (PYTHON's own) against rose (and `make tulip LOOP=asyncio`)
 	$(PYTHON) tulip-suite/run.py --loop $(or $(LOOP),rose)
+
+tulip-stdlib:  ## the same harness on PYTHON's stock loop: proves the harness on this version
+	$(PYTHON) tulip-suite/run.py --loop asyncio
+
+wheels:  ## a release wheel for each of PYTHONS, into dist/
+	for v in $(PYTHONS); do $(MAKE) wheel-$$v || exit 1; done
+
+wheel-3.11:
+	$(MAKE) wheel PYTHON=python3.11
+
+wheel-3.13: .venv/3.13/bin/python
+	$(MAKE) wheel PYTHON=.venv/3.13/bin/python
+
+wheel-3.14 wheel-3.15: wheel-%:
+	$(TOOLS)/sid.sh run sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
+	  exec make wheel PYTHON=.venv/$*/bin/python'
+
+wheel:
+	$(PYTHON) -m pip install -q "maturin>=1.5,<2"
+	CARGO_TARGET_DIR=$(BUILD) $(PYTHON) -m maturin build --release -i $(PYO3_PYTHON) -o dist
 
 bench: release  ## micro-benchmarks: asyncio, uvloop, rloop and rose side by side
 	$(PYTHON) -m pip install -q uvloop rloop matplotlib
@@ -56,7 +109,7 @@ bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TL
 
 lint:  ## rustfmt, clippy, ruff
 	cargo fmt --check
-	cargo clippy --features extension-module -- -D warnings
+	cargo clippy $(CARGO_FLAGS) --features extension-module -- -D warnings
 	$(PYTHON) -m ruff check rose tests benchmarks tulip-suite
 
 stubtest:  ## check rose/_rose.pyi against the built module
@@ -64,4 +117,4 @@ stubtest:  ## check rose/_rose.pyi against the built module
 
 clean:  ## remove build products
 	cargo clean
-	rm -f rose/_rose*.so
+	rm -rf target rose/_rose*.so

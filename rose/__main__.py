@@ -16,7 +16,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
-    rose.install()
+    # rose's own plumbing: no deprecation warning where asyncio deprecates policies (3.14+)
+    rose._compat.set_policy(rose._EventLoopPolicy())
     if argv[0] == "-m":
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)

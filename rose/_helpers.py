@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import logging
 import sys
-from asyncio import base_events, events, format_helpers
+from asyncio import base_events, format_helpers
+
+from . import _compat
 
 logger = logging.getLogger("asyncio")
 
 
+def _callback_source(callback, args, debug):
+    # 3.13+ shows a callback's arguments only in debug mode.
+    if _compat.CALLBACK_SOURCE_TAKES_DEBUG:
+        return format_helpers._format_callback_source(callback, args, debug=debug)
+    return format_helpers._format_callback_source(callback, args)
+
+
 def _callback_error(loop, handle, exc, callback, args):
     """A callback raised: report it as asyncio's ``Handle._run`` does."""
-    cb = format_helpers._format_callback_source(callback, args)
+    cb = _callback_source(callback, args, loop.get_debug())
     context = {
         "message": f"Exception in callback {cb}",
         "exception": exc,
@@ -26,12 +35,25 @@ def _callback_error(loop, handle, exc, callback, args):
     loop.call_exception_handler(context)
 
 
-def _handle_repr(handle):
-    """asyncio's Handle/TimerHandle repr, from asyncio's own `_repr_info`."""
-    info = events.Handle._repr_info(handle)
-    if hasattr(handle, "_when"):  # TimerHandle._repr_info, which needs a real subclass
+def _handle_repr(handle, debug):
+    """asyncio's Handle/TimerHandle repr (`Handle._repr_info`, with the loop's debug flag of
+    when the handle was made; asyncio asks the loop, which rose's handles do not reference)."""
+    info = [type(handle).__name__]
+    if handle._cancelled:
+        info.append("cancelled")
+    if handle._callback is not None:
+        info.append(_callback_source(handle._callback, handle._args, debug))
+    if handle._source_traceback:
+        frame = handle._source_traceback[-1]
+        info.append(f"created at {frame[0]}:{frame[1]}")
+    if hasattr(handle, "_when"):  # TimerHandle._repr_info
         info.insert(2 if handle._cancelled else 1, f"when={handle._when}")
     return "<{}>".format(" ".join(info))
+
+
+def _not_bytes_like(data, method):
+    """asyncio's TypeError for `transport.write()`/`sendto()` of something not bytes-like."""
+    return TypeError(f"{_compat.type_error_prefix(method)}, not {type(data).__name__!r}")
 
 
 def _debug_check(loop, method, callback, check_thread):

@@ -33,7 +33,7 @@ from asyncio import (
     unix_events,
 )
 
-from . import _rose
+from . import _compat, _rose
 from . import transports as _transports
 
 __all__ = ("Loop",)
@@ -51,27 +51,31 @@ def _sighandler_noop(signum, frame):
 
 class Server(base_events.Server):
     """asyncio's `Server`, plus `close_clients()` and `abort_clients()` (the API Python 3.13
-    added), over the transports in the loop's `_transports` that name this server."""
+    added) on the Pythons whose `Server` lacks them, over the transports in the loop's
+    `_transports` that name this server."""
 
-    def _clients(self):
+    def _rose_clients(self):
         # The connections this server accepted and that are still open: every rose transport
         # knows its server until connection_lost (no per-connection bookkeeping here).
-        return [t for t in list(self._loop._transports.values()) if getattr(t, "_server", None) is self]
+        transports = list(self._loop._transports.values())
+        return [t for t in transports if getattr(t, "_server", None) is self]
 
     def close_clients(self):
         """Close every connection accepted by this server (`transport.close()`)."""
-        for transport in self._clients():
+        for transport in self._rose_clients():
             transport.close()
 
     def abort_clients(self):
         """Abort every connection accepted by this server (`transport.abort()`)."""
-        for transport in self._clients():
+        for transport in self._rose_clients():
             transport.abort()
 
 
 def _as_rose_server(server):
-    # asyncio's create_server builds a base_events.Server; rose's adds methods only.
-    server.__class__ = Server
+    # asyncio's create_server builds a base_events.Server; rose's adds methods only, and only
+    # where asyncio's own Server does not have them (3.13+ tracks its clients itself).
+    if not _compat.SERVER_HAS_CLOSE_CLIENTS:
+        server.__class__ = Server
     return server
 
 
@@ -153,6 +157,9 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._signal_handlers = {}
         self._transports = weakref.WeakValueDictionary()
+        # Listening Unix sockets whose file create_unix_server(cleanup_socket=True) made
+        # (3.13+): the socket's inode, so _stop_serving unlinks only that file.
+        self._unix_server_sockets = {}
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
@@ -293,15 +300,15 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     # -- watching file descriptors ----------------------------------------------------------
 
-    def _add_reader(self, fd, callback, *args):
+    def _add_reader(self, fd, callback, *args, context=None):
         self._check_closed()
-        handle = self._make_handle(callback, args)
+        handle = self._make_handle(callback, args, context)
         self._watch(_fileobj_to_fd(fd), handle, False)
         return handle
 
-    def _add_writer(self, fd, callback, *args):
+    def _add_writer(self, fd, callback, *args, context=None):
         self._check_closed()
-        handle = self._make_handle(callback, args)
+        handle = self._make_handle(callback, args, context)
         self._watch(_fileobj_to_fd(fd), handle, True)
         return handle
 
@@ -414,8 +421,14 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     # asyncio's code. Datagram transports are rose's too (src/udp.rs); pipe transports are
     # still asyncio's.
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return _transports._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
+    def _make_socket_transport(
+        self, sock, protocol, waiter=None, *, extra=None, server=None, context=None
+    ):
+        if _compat.MAKE_TRANSPORT_CHECKS_FD:
+            self._ensure_fd_no_transport(sock)
+        return _transports._SelectorSocketTransport(
+            self, sock, protocol, waiter, extra, server, context
+        )
 
     def _make_ssl_transport(
         self,
@@ -430,7 +443,10 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         server=None,
         ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+        context=None,
     ):
+        if _compat.MAKE_TRANSPORT_CHECKS_FD:
+            self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(
             self,
             protocol,
@@ -441,15 +457,37 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        _transports._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        _transports._SelectorSocketTransport(
+            self, rawsock, ssl_protocol, extra=extra, server=server, context=context
+        )
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if _compat.MAKE_TRANSPORT_CHECKS_FD:
+            self._ensure_fd_no_transport(sock)
         return _transports._SelectorDatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _stop_serving(self, sock):
+        """Stop accepting on a listening socket and close it (the selector loop's), and, for
+        a Unix socket whose file create_unix_server made (3.13's cleanup_socket), unlink that
+        file if it is still the same one."""
+        path = sock.getsockname() if sock in self._unix_server_sockets else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        inode = self._unix_server_sockets.pop(sock)
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+
     _start_serving = _Selector._start_serving
     _accept_connection = _Selector._accept_connection
     _accept_connection2 = _Selector._accept_connection2
-    _stop_serving = _Selector._stop_serving
     _sendfile_native = _transports.sendfile_native
 
     create_connection = _Base.create_connection

@@ -17,12 +17,31 @@ import warnings
 from asyncio import base_events, constants, exceptions, futures, protocols, transports, trsock
 from asyncio.log import logger
 
-from . import _rose
+from . import _compat, _rose
 
 __all__ = ("_SelectorDatagramTransport", "_SelectorSocketTransport")
 
 
 _NOT_YET = object()
+
+
+# How a transport tells its server about itself: 3.13+ servers keep the transports (for
+# close_clients() and wait_closed()), older ones count them.
+if _compat.SERVER_TRACKS_TRANSPORTS:
+
+    def _server_attach(server, transport):
+        server._attach(transport)
+
+    def _server_detach(server, transport):
+        server._detach(transport)
+
+else:
+
+    def _server_attach(server, transport):
+        server._attach()
+
+    def _server_detach(server, transport):
+        server._detach()
 
 
 class _RoseTransport(transports._FlowControlMixin):
@@ -67,7 +86,7 @@ class _RoseTransport(transports._FlowControlMixin):
         self._sock_fd = sock.fileno()
         self._server = server
         if server is not None:
-            server._attach()
+            _server_attach(server, self)
         loop._transports[self._sock_fd] = self
 
     def get_extra_info(self, name, default=None):
@@ -93,13 +112,13 @@ class _RoseTransport(transports._FlowControlMixin):
             self._sockname = sockname
         return sockname
 
-    def _start(self, protocol, waiter):
+    def _start(self, protocol, waiter, context=None):
         loop = self._loop
-        loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(protocol.connection_made, self, context=context)
         # only start reading once connection_made() has run
-        loop.call_soon(self._core._start_reading)
+        loop.call_soon(self._core._start_reading, context=context)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None, context=context)
 
     def __repr__(self):
         info = [self.__class__.__name__]
@@ -116,9 +135,17 @@ class _RoseTransport(transports._FlowControlMixin):
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn=warnings.warn):
-        if getattr(self, "_sock", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+        if getattr(self, "_sock", None) is None:
+            return
+        if getattr(self, "_core", None) is None:
+            # __init__ failed before the core existed: nothing to warn about but the socket.
             self._sock.close()
+            return
+        _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+        self._sock.close()
+        server = getattr(self, "_server", None)
+        if server is not None and _compat.SERVER_TRACKS_TRANSPORTS:
+            server._detach(self)  # as asyncio 3.13+: wait_closed() must not wait for it
 
     @property
     def _protocol_paused(self):
@@ -207,7 +234,7 @@ class _RoseTransport(transports._FlowControlMixin):
             core._detach()
             server = self._server
             if server is not None:
-                server._detach()
+                _server_detach(server, self)
                 self._server = None
 
 
@@ -223,7 +250,13 @@ class _SelectorDatagramTransport(_RoseTransport, transports.DatagramTransport):
         self._setup(loop, sock, extra, None)
         self._address = address
         core = _rose._SelectorDatagramTransport(
-            loop, sock, protocol, address, bool(self._peername)
+            loop,
+            sock,
+            protocol,
+            address,
+            bool(self._peername),
+            _compat.DATAGRAM_HEADER_SIZE,
+            _compat.DATAGRAM_SENDS_EMPTY,
         )
         core._set_transport(self)
         self._core = core
@@ -245,25 +278,57 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     max_size = 256 * 1024
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(
+        self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None
+    ):
         self._setup(loop, sock, extra, server)
         core = _rose.StreamTransport(
-            loop, self._sock_fd, protocol, isinstance(protocol, protocols.BufferedProtocol)
+            loop,
+            self._sock_fd,
+            protocol,
+            isinstance(protocol, protocols.BufferedProtocol),
+            context,
         )
         core._set_transport(self)
         self._core = core
         self.write = core.write
         base_events._set_nodelay(sock)
-        self._start(protocol, waiter)
+        self._start(protocol, waiter, context)
 
     # -- the public API -----------------------------------------------------------------------
 
     def set_protocol(self, protocol):
         self._core.set_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol))
 
-    def writelines(self, list_of_data):
-        # asyncio 3.11's WriteTransport.writelines: one join, one write.
-        self.write(b"".join(list_of_data))
+    if _compat.WRITELINES_OWN:
+
+        def writelines(self, list_of_data):
+            # asyncio 3.12+'s own writelines(): refused after write_eof() and during
+            # sendfile, one counted write on a lost connection, each chunk a buffer (3.14+
+            # skips empty ones); the chunks then go out as one write.
+            core = self._core
+            if core._eof:
+                raise RuntimeError("Cannot call writelines() after write_eof()")
+            if core._empty_waiter is not None:
+                raise RuntimeError("unable to writelines; sendfile is in progress")
+            if not list_of_data:
+                return
+            if core._conn_lost:
+                core._lost_write()
+                return
+            if _compat.WRITELINES_SKIPS_EMPTY:
+                chunks = [memoryview(data) for data in list_of_data if data]
+            else:
+                chunks = [memoryview(data) for data in list_of_data]
+            data = b"".join(chunks)
+            if data:
+                self.write(data)
+
+    else:
+
+        def writelines(self, list_of_data):
+            # asyncio 3.11's WriteTransport.writelines: one join, one write.
+            self.write(b"".join(list_of_data))
 
     def write_eof(self):
         self._core.write_eof()

@@ -439,11 +439,15 @@ impl EventLoop {
     }
 
     /// A handle for a transport's own fd watch (no debug checks, as asyncio's `_add_reader`).
-    pub(crate) fn make_watch_handle(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>) -> PyResult<Py<Handle>> {
+    pub(crate) fn make_watch_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         new_untracked(
             py,
-            Handle::new(py, callback, PyTuple::empty(py), None, &slf.get().shared, false)?,
+            Handle::new(py, callback, PyTuple::empty(py), context, &slf.get().shared, false)?,
         )
     }
 

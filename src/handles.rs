@@ -278,7 +278,7 @@ impl Handle {
         if let Some(r) = &*slf.get().repr.borrow_mut(py) {
             return Ok(r.clone_ref(py));
         }
-        Ok(py_helper(py, "_handle_repr")?.call1((slf,))?.unbind())
+        Ok(py_helper(py, "_handle_repr")?.call1((slf, slf.get().debug))?.unbind())
     }
 
     #[getter]

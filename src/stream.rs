@@ -247,12 +247,19 @@ impl StreamTransport {
 #[pymethods]
 impl StreamTransport {
     #[new]
-    fn new(event_loop: Py<EventLoop>, fd: RawFd, protocol: Py<PyAny>, buffered: bool) -> Self {
+    #[pyo3(signature = (event_loop, fd, protocol, buffered, context=None))]
+    fn new(
+        event_loop: Py<EventLoop>,
+        fd: RawFd,
+        protocol: Py<PyAny>,
+        buffered: bool,
+        context: Option<Py<PyAny>>,
+    ) -> Self {
         Self {
             event_loop,
             fd,
             state: GilCell::new(State {
-                common: Common::new(protocol),
+                common: Common::new(protocol, context),
                 buffered,
                 buf: WriteBuffer::default(),
                 eof: false,
@@ -381,7 +388,7 @@ impl StreamTransport {
                 Err(err) => return Self::write_unsendable(slf, data, err),
             }
         } else {
-            return Err(not_bytes_like(data));
+            return Err(not_bytes_like(data, "write"));
         };
         let slice: &[u8] = match (&bytes, &view) {
             (Some(b), _) => b.as_bytes(),
@@ -399,13 +406,8 @@ impl StreamTransport {
             return Ok(());
         }
         if st.common.conn_lost > 0 {
-            let warn = st.common.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.common.conn_lost += 1;
             drop(st);
-            if warn {
-                log_lost_write(py)?;
-            }
-            return Ok(());
+            return Self::_lost_write(slf);
         }
         let mut sent = 0;
         if st.buf.is_empty() {
@@ -438,6 +440,22 @@ impl StreamTransport {
         drop(st);
         drop(view);
         maybe_pause_protocol(this, py)
+    }
+
+    /// A write to a lost connection: counted, and from the fifth on logged, as asyncio does
+    /// (also `writelines()`'s, which counts once per call).
+    fn _lost_write(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let warn = {
+            let mut st = slf.get().state.borrow_mut(py);
+            let warn = st.common.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.common.conn_lost += 1;
+            warn
+        };
+        if warn {
+            log_lost_write(py)?;
+        }
+        Ok(())
     }
 
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
@@ -552,6 +570,7 @@ impl StreamTransport {
                 let taken = (
                     st.common.protocol.take(),
                     st.common.transport.take(),
+                    st.common.context.take(),
                     st.empty_waiter.take(),
                 );
                 drop(st);

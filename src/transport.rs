@@ -5,13 +5,14 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 use pyo3::{PyClass, PyTraverseError, PyVisit};
 
+use crate::errors::py_helper;
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 
@@ -198,8 +199,9 @@ pub fn watch_fd(
     fd: RawFd,
     write: bool,
     method: &Bound<'_, PyString>,
+    context: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    let handle = EventLoop::make_watch_handle(event_loop, slf.getattr(method)?)?;
+    let handle = EventLoop::make_watch_handle(event_loop, slf.getattr(method)?, context)?;
     EventLoop::watch_fd(event_loop, fd, handle, write, false)
 }
 
@@ -207,10 +209,12 @@ pub fn unwatch_fd(event_loop: &Bound<'_, EventLoop>, fd: RawFd, write: bool) -> 
     EventLoop::remove_reader_or_writer(event_loop, fd, write).map(drop)
 }
 
-/// The type error of `write()`/`sendto()` for anything but bytes, bytearray and memoryview.
-pub fn not_bytes_like(data: &Bound<'_, PyAny>) -> PyErr {
-    match data.get_type().name().and_then(|n| n.repr()) {
-        Ok(name) => PyTypeError::new_err(format!("data argument must be a bytes-like object, not {name}")),
+/// The type error of `write()`/`sendto()` (`method`) for anything but bytes, bytearray and
+/// memoryview, in the running asyncio's words (they differ between versions: rose/_compat.py).
+pub fn not_bytes_like(data: &Bound<'_, PyAny>, method: &str) -> PyErr {
+    let py = data.py();
+    match py_helper(py, "_not_bytes_like").and_then(|f| f.call1((data, method))) {
+        Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
     }
 }
@@ -226,6 +230,9 @@ pub fn log_lost_write(py: Python<'_>) -> PyResult<()> {
 /// What every rose transport core keeps (asyncio's `_SelectorTransport` state).
 pub struct Common {
     pub protocol: Option<Py<PyAny>>,
+    /// The context the protocol's callbacks run in (3.15's per-transport context); None: each
+    /// watch and callback copies the current one, as asyncio before 3.15 does.
+    pub context: Option<Py<PyAny>>,
     /// The Python transport, handed to protocol callbacks and to the slow paths.
     pub transport: Option<Py<PyAny>>,
     pub closing: bool,
@@ -240,9 +247,10 @@ pub struct Common {
 }
 
 impl Common {
-    pub fn new(protocol: Py<PyAny>) -> Self {
+    pub fn new(protocol: Py<PyAny>, context: Option<Py<PyAny>>) -> Self {
         Self {
             protocol: Some(protocol),
+            context,
             transport: None,
             closing: false,
             conn_lost: 0,
@@ -255,6 +263,7 @@ impl Common {
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.protocol)?;
+        visit.call(&self.context)?;
         visit.call(&self.transport)
     }
 }
@@ -288,6 +297,15 @@ pub fn transport_of<C: Core>(this: &C, py: Python<'_>) -> Option<Py<PyAny>> {
         .transport
         .as_ref()
         .map(|t| t.clone_ref(py))
+}
+
+pub fn context_of<'py, C: Core>(this: &C, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+    this.state()
+        .borrow_mut(py)
+        .common()
+        .context
+        .as_ref()
+        .map(|c| c.bind(py).clone())
 }
 
 pub fn protocol_of<C: Core>(this: &C, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -337,7 +355,8 @@ pub fn watch<C: Core>(slf: &Bound<'_, C>, write: bool) -> PyResult<()> {
     } else {
         intern!(py, "_read_ready").clone()
     };
-    watch_fd(slf.as_any(), this.event_loop().bind(py), this.fd(), write, &method).inspect_err(|_| {
+    let context = context_of(this, py);
+    watch_fd(slf.as_any(), this.event_loop().bind(py), this.fd(), write, &method, context).inspect_err(|_| {
         set_watched(this, py, write, false);
     })
 }
@@ -356,7 +375,7 @@ pub fn schedule_connection_lost<C: Core>(this: &C, py: Python<'_>, exc: Py<PyAny
     };
     let callback = t.bind(py).getattr(intern!(py, "_call_connection_lost"))?;
     let args = PyTuple::new(py, [exc])?;
-    EventLoop::call_soon(this.event_loop().bind(py), callback, args, None).map(drop)
+    EventLoop::call_soon(this.event_loop().bind(py), callback, args, context_of(this, py)).map(drop)
 }
 
 /// asyncio's `close()`: stop reading; once nothing is buffered, schedule `connection_lost`.
@@ -528,7 +547,7 @@ pub fn detach<C: Core>(this: &C, py: Python<'_>) {
         let common = st.common();
         common.conn_lost = common.conn_lost.max(1);
         common.closing = true;
-        (common.protocol.take(), common.transport.take(), dropped)
+        (common.protocol.take(), common.transport.take(), common.context.take(), dropped)
     };
     drop(taken);
 }

@@ -73,6 +73,10 @@ pub struct DatagramTransport {
     family: i32,
     /// The socket is connected (asyncio: `self._extra['peername']` is truthy): `send`.
     connected: bool,
+    /// What the running asyncio counts per queued datagram beyond its data (3.12+: 8).
+    header_size: usize,
+    /// The running asyncio sends empty datagrams (3.12+; 3.11's `sendto(b'')` does nothing).
+    sends_empty: bool,
     state: GilCell<State>,
     peer: GilCell<Option<PeerCache>>,
 }
@@ -401,13 +405,15 @@ mod tests {
 #[pymethods]
 impl DatagramTransport {
     #[new]
-    #[pyo3(signature = (event_loop, sock, protocol, address, connected))]
+    #[pyo3(signature = (event_loop, sock, protocol, address, connected, header_size=0, sends_empty=false))]
     fn new(
         event_loop: Py<EventLoop>,
         sock: &Bound<'_, PyAny>,
         protocol: Py<PyAny>,
         address: Option<Py<PyAny>>,
         connected: bool,
+        header_size: usize,
+        sends_empty: bool,
     ) -> PyResult<Self> {
         let py = sock.py();
         Ok(Self {
@@ -416,9 +422,11 @@ impl DatagramTransport {
             family: sock.getattr(intern!(py, "family"))?.extract()?,
             sock: sock.clone().unbind(),
             connected,
+            header_size,
+            sends_empty,
             peer: GilCell::new(None),
             state: GilCell::new(State {
-                common: Common::new(protocol),
+                common: Common::new(protocol, None),
                 address,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
@@ -491,7 +499,7 @@ impl DatagramTransport {
                 break;
             };
             let (data, addr) = (data.into_bound(py), addr.into_bound(py));
-            let size = data.as_bytes().len();
+            let size = data.as_bytes().len() + self.header_size;
             self.state.borrow_mut(py).queued_bytes -= size;
             match self.send_one(py, data.as_bytes(), data.as_any(), &addr) {
                 Sent::Done => {}
@@ -529,9 +537,9 @@ impl DatagramTransport {
         let this = slf.get();
         let bytes = data.cast::<PyBytes>().ok();
         if bytes.is_none() && !data.is_instance_of::<PyByteArray>() && !data.is_instance_of::<PyMemoryView>() {
-            return Err(not_bytes_like(data));
+            return Err(not_bytes_like(data, "sendto"));
         }
-        if data.len()? == 0 {
+        if !this.sends_empty && data.len()? == 0 {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
@@ -590,7 +598,7 @@ impl DatagramTransport {
         };
         {
             let mut st = this.state.borrow_mut(py);
-            st.queued_bytes += copy.as_bytes().len();
+            st.queued_bytes += copy.as_bytes().len() + this.header_size;
             st.queue.push_back((copy.unbind(), addr.unbind()));
         }
         maybe_pause_protocol(this, py)

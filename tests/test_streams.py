@@ -13,7 +13,7 @@ import struct
 
 import pytest
 import trustme
-from conftest import capture_exception_contexts, pattern, temporary_file
+from conftest import STDLIB, capture_exception_contexts, pattern, temporary_file
 
 TIMEOUT = 1.5
 
@@ -871,12 +871,15 @@ def test_write_buffer_limits_and_flow_control(loop, net):
 # ----------------------------------------------------------------------------------------
 
 
-async def refused(net, server_address):
+async def refused(net, server_address, closed=True):
+    """Nothing listens at the server's address (not yet, or, if `closed`, no more: since 3.13
+    a Unix server removes the socket file it made when it closes, so the path is gone)."""
     loop = asyncio.get_running_loop()
     sock = net.raw_client()
     sock.setblocking(False)
+    gone = closed and net.is_unix and STDLIB.UNIX_SERVER_CLEANUP
     try:
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(FileNotFoundError if gone else ConnectionRefusedError):
             await loop.sock_connect(sock, server_address)
     finally:
         sock.close()
@@ -894,20 +897,24 @@ def test_server_close_and_wait_closed(loop, net):
         server.close()
         server.close()  # idempotent
         after = (server.is_serving(), server.sockets)
-        await asyncio.wait_for(server.wait_closed(), 1)
+        waiting = asyncio.ensure_future(server.wait_closed())
         await refused(net, address)
         # Connections accepted before close() are not closed by it.
         transport.write(b"still here")
         await client.wait_bytes(10)
+        # Since 3.12.1 wait_closed() also waits for the server's connections to go.
+        done_with_clients = waiting.done()
         transport.close()
         await client.lost
         await collector.all_lost()
-        return before, after, client
+        await asyncio.wait_for(waiting, 1)
+        return before, after, client, done_with_clients
 
-    before, after, client = run(loop, main())
+    before, after, client, done_with_clients = run(loop, main())
     assert before == (True, 1, True)
     assert after == (False, ())
     assert client.data == b"still here"
+    assert done_with_clients is not STDLIB.SERVER_WAIT_CLOSED_WAITS_FOR_CLIENTS
 
 
 def test_server_async_with(loop, net):
@@ -978,7 +985,7 @@ def test_start_serving_false(loop, net):
         address = net.address(server)
         not_yet = server.is_serving()
         # Bound but not listening yet.
-        await refused(net, address)
+        await refused(net, address, closed=False)
         await server.start_serving()
         serving = server.is_serving()
         transport, client = await net.connect(Recorder, server)

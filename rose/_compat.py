@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import inspect
 import warnings
-from asyncio import base_events, events, format_helpers, selector_events, unix_events
+from asyncio import base_events, coroutines, events, format_helpers, selector_events, unix_events
 
 __all__ = (
     "CALLBACK_SOURCE_TAKES_DEBUG",
@@ -34,6 +34,7 @@ __all__ = (
     "WRITELINES_OWN",
     "WRITELINES_SKIPS_EMPTY",
     "get_policy",
+    "iscoroutinefunction",
     "policy_deprecation_message",
     "set_policy",
     "type_error_prefix",
@@ -137,6 +138,10 @@ def set_policy(policy):
     """Set the event-loop policy without the deprecation warning of 3.14+."""
     _set_policy(policy)
 
+
+# -- coroutines -----------------------------------------------------------------------------
+# 3.14 deprecated asyncio.iscoroutinefunction(); asyncio itself calls its silent twin.
+iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", None) or coroutines.iscoroutinefunction
 
 # -- servers -------------------------------------------------------------------------------
 # 3.13: a server knows its transports (`_attach(transport)`, `_detach(transport)`, a WeakSet

@@ -569,7 +569,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         """Run `callback(*args)` as a loop callback whenever signal `sig` arrives.
 
         Main thread of the main interpreter only (RuntimeError otherwise), as on stdlib."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 
 import pytest
 
@@ -47,7 +48,7 @@ def import_rose():
         pytest.fail(f"rose cannot be imported: {exc!r}", pytrace=False)
     missing = [
         name
-        for name in ("new_event_loop", "Loop", "EventLoopPolicy", "install", "run")
+        for name in ("new_event_loop", "Loop", "_EventLoopPolicy", "install", "run")
         if not hasattr(rose, name)
     ]
     if missing:
@@ -159,11 +160,24 @@ def sockpair():
     b.close()
 
 
+@contextlib.contextmanager
+def policy_api():
+    """Around a use of asyncio's (or rose's) event-loop policy API: where the running asyncio
+    deprecates it (3.14+) a DeprecationWarning must come, elsewhere none may."""
+    if STDLIB.POLICY_DEPRECATED:
+        with pytest.warns(DeprecationWarning, match="is deprecated"):
+            yield
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_policy():
     """Tests that install a policy must not leak it into later tests."""
     yield
-    asyncio.set_event_loop_policy(None)
+    STDLIB.set_policy(None)  # without 3.14's deprecation warning
 
 
 # --------------------------------------------------------------------------

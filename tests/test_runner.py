@@ -11,9 +11,10 @@ import json
 import signal
 import textwrap
 import time
+import warnings
 
 import pytest
-from conftest import child_env, import_rose, is_impl_loop, run_python
+from conftest import STDLIB, child_env, import_rose, is_impl_loop, policy_api, run_python
 
 
 @pytest.fixture
@@ -23,11 +24,21 @@ def run(impl):
 
 
 def install(impl):
-    """Make ``impl`` the loop every asyncio entry point uses."""
+    """Make ``impl`` the loop every asyncio entry point uses (deprecated on 3.14+)."""
     if impl == "rose":
-        import_rose().install()
+        with policy_api():
+            import_rose().install()
     else:
-        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+        policy = STDLIB.POLICY_BASE()
+        with policy_api():
+            asyncio.set_event_loop_policy(policy)
+
+
+def policy_class(impl):
+    """``rose.EventLoopPolicy`` or ``asyncio.DefaultEventLoopPolicy`` (each looked up as a
+    user would: deprecated on 3.14+)."""
+    with policy_api():
+        return import_rose().EventLoopPolicy if impl == "rose" else asyncio.DefaultEventLoopPolicy
 
 
 # -- rose.run / asyncio.run ----------------------------------------------------------
@@ -116,9 +127,27 @@ def test_run_shuts_down_default_executor(run):
         executor.submit(print)
 
 
+def outcome(call):
+    try:
+        return "returned", call()
+    except Exception as exc:  # noqa: BLE001 -- compared with stdlib's
+        return type(exc), str(exc)
+
+
+class Awaitable:
+    def __await__(self):
+        yield from asyncio.sleep(0).__await__()
+        return "awaited"
+
+
 def test_run_rejects_non_coroutine(run):
-    with pytest.raises(ValueError, match="a coroutine was expected"):
-        run(asyncio.sleep)
+    # 3.11-3.13: ValueError "a coroutine was expected, got ..."; 3.14 also takes awaitables
+    # and raises TypeError for anything else. rose.run answers as this Python's asyncio.run.
+    got = outcome(lambda: run(asyncio.sleep))
+    assert got == outcome(lambda: asyncio.run(asyncio.sleep))
+    assert got[0] in (ValueError, TypeError)
+    awaitable = Awaitable()
+    assert outcome(lambda: run(awaitable)) == outcome(lambda: asyncio.run(awaitable))
 
 
 def test_run_inside_running_loop(loop, run):
@@ -173,10 +202,11 @@ def test_runner_debug_and_context(loop_factory):
 
 def test_install_policy(impl):
     install(impl)
-    policy = asyncio.get_event_loop_policy()
-    if impl == "rose":
-        assert isinstance(policy, import_rose().EventLoopPolicy)
-    assert isinstance(policy, asyncio.AbstractEventLoopPolicy)
+    with policy_api():
+        policy = asyncio.get_event_loop_policy()
+    assert isinstance(policy, policy_class(impl))
+    with policy_api():
+        assert isinstance(policy, asyncio.AbstractEventLoopPolicy)
     loop = asyncio.new_event_loop()
     try:
         assert is_impl_loop(impl, loop)
@@ -191,7 +221,7 @@ def test_install_policy(impl):
 
 
 def test_policy_object(impl):
-    policy = import_rose().EventLoopPolicy() if impl == "rose" else asyncio.DefaultEventLoopPolicy()
+    policy = policy_class(impl)()
     loop = policy.new_event_loop()
     try:
         assert is_impl_loop(impl, loop)
@@ -200,6 +230,48 @@ def test_policy_object(impl):
         policy.set_event_loop(None)
     finally:
         loop.close()
+
+
+def test_install_deprecation_is_attributed_to_the_caller(impl):
+    # Where asyncio deprecates its policy API (3.14+), rose.install() warns as
+    # asyncio.set_event_loop_policy() does: one DeprecationWarning, in asyncio's words, at the
+    # line that called it (so the default filters show it in __main__).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if impl == "rose":
+            name = "rose.install"
+            import_rose().install()
+        else:
+            name = "asyncio.set_event_loop_policy"
+            asyncio.set_event_loop_policy(None)
+    if not STDLIB.POLICY_DEPRECATED:
+        assert caught == []
+        return
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert str(caught[0].message).startswith(f"{name!r} is deprecated")
+    assert str(caught[0].message) == STDLIB.policy_deprecation_message(name)
+    assert caught[0].filename == __file__
+
+
+def recorded(call):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+def test_child_watcher_after_install(impl):
+    # The installed policy is asyncio's Unix default policy but for the loop: where asyncio
+    # still has child watchers (before 3.14) they work as on stdlib, deprecation included.
+    install(impl)
+    if not hasattr(asyncio, "get_child_watcher"):
+        with policy_api():
+            assert not hasattr(asyncio.get_event_loop_policy(), "get_child_watcher")
+        return
+    _, stdlib_warnings = recorded(asyncio.unix_events._UnixDefaultEventLoopPolicy().get_child_watcher)
+    watcher, seen = recorded(asyncio.get_child_watcher)
+    assert isinstance(watcher, asyncio.AbstractChildWatcher)
+    assert seen == stdlib_warnings
 
 
 def test_loop_class(impl, loop):

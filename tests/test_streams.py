@@ -2,6 +2,7 @@
 asyncio streams, flow control, TLS, start_tls and loop.sendfile. Real sockets only."""
 
 import asyncio
+import contextvars
 import errno
 import hashlib
 import itertools
@@ -114,6 +115,63 @@ class Collector:
 async def closed(server):
     server.close()
     await server.wait_closed()
+
+
+# -- the context protocol callbacks run in -----------------------------------------------
+
+WHERE = contextvars.ContextVar("where", default="unset")
+
+
+class ContextProbe(Recorder):
+    """Records the value of WHERE seen by each callback, and sets its own in connection_made."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(**kwargs)
+        self.name = name
+        self.seen = []
+
+    def connection_made(self, transport):
+        self.seen.append(("made", WHERE.get()))
+        WHERE.set(self.name)
+        super().connection_made(transport)
+
+    def data_received(self, data):
+        self.seen.append(("data", WHERE.get()))
+        super().data_received(data)
+
+    def connection_lost(self, exc):
+        self.seen.append(("lost", WHERE.get()))
+        super().connection_lost(exc)
+
+
+def test_protocol_callbacks_context(loop, net):
+    # 3.15: each connection's protocol runs in a context of its own (for a server, a copy of
+    # the server's, taken when the server was made; for a client, a copy of the caller's), so
+    # what connection_made sets is seen by data_received and connection_lost. Before, each
+    # callback ran in a copy of the context current where asyncio scheduled it.
+    async def main():
+        WHERE.set("server")
+        collector = Collector(ContextProbe, name="server-conn", echo=True)
+        server = await net.server(collector)
+        WHERE.set("client")
+        transport, client = await net.connect(lambda: ContextProbe("client-conn"), server)
+        WHERE.set("elsewhere")
+        transport.write(b"ping")
+        await client.wait_bytes(4)
+        srv = await collector.first()
+        transport.close()
+        await client.lost
+        await srv.lost
+        await closed(server)
+        return srv.seen, client.seen
+
+    server_seen, client_seen = run(loop, main())
+    if STDLIB.TRANSPORT_CONTEXT:
+        assert server_seen == [("made", "server"), ("data", "server-conn"), ("lost", "server-conn")]
+        assert client_seen == [("made", "client"), ("data", "client-conn"), ("lost", "client-conn")]
+    else:
+        assert server_seen == [("made", "server"), ("data", "server"), ("lost", "server")]
+        assert client_seen == [("made", "client"), ("data", "client"), ("lost", "elsewhere")]
 
 
 async def hang_up(transport, client, collector, server):

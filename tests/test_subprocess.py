@@ -177,7 +177,7 @@ def test_stdout_to_fd(loop):
 
 def test_stdout_and_stderr_to_file(loop, tmp_path):
     path = tmp_path / "out.txt"
-    code = "import sys; print('line on stdout'); sys.stderr.write('line on stderr\\n')"
+    code = "import sys; print('line on stdout', flush=True); sys.stderr.write('line on stderr\\n')"
 
     async def main():
         with open(path, "wb") as f:
@@ -336,13 +336,15 @@ def test_send_signal_default_action(loop):
 
 
 def test_send_signal_caught_by_child(loop):
+    # os.write, not print: the signal may come while "ready" is still being flushed, and a
+    # print from the handler would then be a reentrant call on sys.stdout's buffer.
     code = (
-        "import signal, sys\n"
+        "import os, signal, sys\n"
         "def handler(signum, frame):\n"
-        "    print('caught', signum, flush=True)\n"
+        "    os.write(1, b'caught %d\\n' % signum)\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGUSR2, handler)\n"
-        "print('ready', flush=True)\n"
+        "os.write(1, b'ready\\n')\n"
         "while True:\n"
         "    signal.pause()\n"
     )

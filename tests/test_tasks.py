@@ -101,11 +101,12 @@ def test_task_factory_default_is_none(loop):
     assert loop.get_task_factory() is None
 
 
-def test_task_factory(loop):
+def task_factory_calls(loop):
+    """What a task factory receives from create_task(), with and without name/context."""
     calls = []
 
     def factory(lp, coro, **kwargs):
-        calls.append((lp, sorted(kwargs)))
+        calls.append((lp is loop, sorted(kwargs)))
         return asyncio.Task(coro, loop=lp, **kwargs)
 
     async def main():
@@ -118,13 +119,25 @@ def test_task_factory(loop):
     assert loop.run_until_complete(task) == "ok"
     task = loop.create_task(main(), context=contextvars.copy_context())
     assert loop.run_until_complete(task) == "ok"
-    # Without a context the factory is called as factory(loop, coro).
-    assert calls == [(loop, []), (loop, ["context"])]
-
     loop.set_task_factory(None)
     assert loop.get_task_factory() is None
     assert loop.run_until_complete(main()) == "ok"
-    assert len(calls) == 2
+    return calls
+
+
+def test_task_factory(loop):
+    calls = task_factory_calls(loop)
+    # The factory gets what this Python's create_task passes on: `context` only when given
+    # (the name is set on the task afterwards), and, since 3.14, `name` too.
+    assert calls in (
+        [(True, []), (True, ["context"])],
+        [(True, ["name"]), (True, ["context"])],
+    )
+    oracle = asyncio.new_event_loop()
+    try:
+        assert calls == task_factory_calls(oracle)
+    finally:
+        oracle.close()
 
 
 def test_task_factory_used_by_run_until_complete(loop):

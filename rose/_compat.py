@@ -30,6 +30,7 @@ __all__ = (
     "SERVER_TRACKS_TRANSPORTS",
     "SERVER_WAIT_CLOSED_WAITS_FOR_CLIENTS",
     "UNIX_SERVER_CLEANUP",
+    "THREADSAFE_HANDLES",
     "TRANSPORT_CONTEXT",
     "WRITELINES_OWN",
     "WRITELINES_SKIPS_EMPTY",
@@ -181,6 +182,11 @@ SERVER_WAIT_CLOSED_WAITS_FOR_CLIENTS = _wait_closed_waits_for_clients()
 # -- handles -------------------------------------------------------------------------------
 # 3.13: a handle's repr shows the callback's arguments only in debug mode.
 CALLBACK_SOURCE_TAKES_DEBUG = "debug" in _params(format_helpers._format_callback_source)
+
+# 3.14: call_soon_threadsafe() returns an `events._ThreadSafeHandle`, whose cancel() and
+# cancelled() from another thread wait while its callback runs (a lock around the run); its
+# repr names that class.
+THREADSAFE_HANDLES = hasattr(events, "_ThreadSafeHandle")
 
 # -- transports ------------------------------------------------------------------------------
 # 3.15: a transport runs its protocol's callbacks in a context of its own (the server's,

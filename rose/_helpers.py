@@ -35,10 +35,12 @@ def _callback_error(loop, handle, exc, callback, args):
     loop.call_exception_handler(context)
 
 
-def _handle_repr(handle, debug):
+def _handle_repr(handle, debug, threadsafe):
     """asyncio's Handle/TimerHandle repr (`Handle._repr_info`, with the loop's debug flag of
-    when the handle was made; asyncio asks the loop, which rose's handles do not reference)."""
-    info = [type(handle).__name__]
+    when the handle was made; asyncio asks the loop, which rose's handles do not reference).
+    A `call_soon_threadsafe` handle is asyncio's `_ThreadSafeHandle` where asyncio has one."""
+    name = "_ThreadSafeHandle" if threadsafe and _compat.THREADSAFE_HANDLES else None
+    info = [name or type(handle).__name__]
     if handle._cancelled:
         info.append("cancelled")
     if handle._callback is not None:

@@ -79,11 +79,11 @@ def _as_rose_server(server):
     return server
 
 
-def _reap_child(pid, block=False):
+def _reap_child(pid):
     """Collect an exited child's status as an exit code (negative for a signal), like
     asyncio's child watchers; 255 when someone else reaped it already."""
     try:
-        _, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        _, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         logger.warning("Unknown child process pid %d, will report returncode 255", pid)
         return 255
@@ -557,11 +557,22 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self._add_reader(pidfd, on_exit)
 
     def _wait_child_thread(self, pid, transp):
-        returncode = _reap_child(pid, block=True)
+        # Wait for the exit without reaping it (WNOWAIT): the pid stays the child's until the
+        # loop thread reaps it and publishes the exit in one callback, so send_signal() never
+        # targets a reaped (perhaps reused) pid (CPython gh-127049).
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # reaped by someone else: _reap_child reports 255
         if self.is_closed():
+            _reap_child(pid)
             logger.warning("Loop %r that handles pid %r is closed", self, pid)
         else:
-            self.call_soon_threadsafe(transp._process_exited, returncode)
+            self.call_soon_threadsafe(self._publish_child_exit, pid, transp)
+
+    @staticmethod
+    def _publish_child_exit(pid, transp):
+        transp._process_exited(_reap_child(pid))
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -638,3 +649,4 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
 # call_soon/call_soon_threadsafe/call_later/call_at: raw vectorcall entry points (src/fastcall.rs).
 _rose._install_fast_methods(Loop)
+_rose._set_threadsafe_handles(_compat.THREADSAFE_HANDLES)

@@ -152,6 +152,11 @@ class _RoseTransport(transports._FlowControlMixin):
         # read by asyncio's sendfile fallback
         return self._core._protocol_paused
 
+    @property
+    def _paused(self):
+        # asyncio's flag for pause_reading(), which some code (CPython's tests too) reads
+        return self._core._paused
+
     def get_protocol(self):
         return self._core.get_protocol()
 
@@ -329,6 +334,14 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         def writelines(self, list_of_data):
             # asyncio 3.11's WriteTransport.writelines: one join, one write.
             self.write(b"".join(list_of_data))
+
+    @property
+    def _read_ready_cb(self):
+        # asyncio's reader callback attribute, which some code (CPython's own tests among it)
+        # looks at: the core's reader, or None once the transport is closing (3.13+ clears it
+        # in close()).
+        core = self._core
+        return None if core.is_closing() else core._read_ready
 
     def write_eof(self):
         self._core.write_eof()

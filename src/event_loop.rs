@@ -188,6 +188,7 @@ impl EventLoop {
             "call_soon"
         };
         let handle = Self::oneshot_handle(slf, method, callback, args, context, !threadsafe)?;
+        handle.get().set_threadsafe(threadsafe);
         this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
         if threadsafe {
             this.wakeup.wake();

@@ -17,7 +17,7 @@
 //! every pending handle's callback.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
@@ -27,6 +27,27 @@ use pyo3::PyClass;
 
 use crate::errors::py_helper;
 use crate::gil_cell::GilCell;
+
+/// Where asyncio has `events._ThreadSafeHandle` (3.14+), a `call_soon_threadsafe` handle's
+/// `cancel()` and `cancelled()`, called from another thread while its callback runs, wait until
+/// the callback has returned (asyncio holds a lock around the run). Set once at import from
+/// rose/_compat.py (`_set_threadsafe_handles`).
+static THREADSAFE_HANDLES: AtomicBool = AtomicBool::new(false);
+/// Threads waiting in `wait_until_run`, and what wakes them when any guarded callback ends
+/// (rare: one lock and condition variable for all handles).
+static RUN_WAITERS: AtomicUsize = AtomicUsize::new(0);
+static RUN_DONE_LOCK: Mutex<()> = Mutex::new(());
+static RUN_DONE: Condvar = Condvar::new();
+
+pub(crate) fn set_threadsafe_handles(enabled: bool) {
+    THREADSAFE_HANDLES.store(enabled, Ordering::Relaxed);
+}
+
+/// The calling thread, as a non-zero number.
+fn thread_token() -> u64 {
+    // SAFETY: pthread_self has no preconditions and never fails.
+    (unsafe { libc::pthread_self() }) as u64
+}
 
 /// State a loop shares with the handles it made.
 #[derive(Default)]
@@ -47,6 +68,10 @@ pub struct Handle {
     cancelled: AtomicBool,
     /// `call_soon`/`call_later` handles run once; `add_reader` handles run repeatedly.
     oneshot: bool,
+    /// Made by `call_soon_threadsafe` (set each time a spare handle is reused).
+    threadsafe: AtomicBool,
+    /// While a guarded callback runs (see `THREADSAFE_HANDLES`): the thread running it.
+    running_on: AtomicU64,
     /// The loop's debug mode when the handle was made (asyncio asks the loop at cancel time;
     /// the flag rarely changes while handles are pending).
     debug: bool,
@@ -104,6 +129,8 @@ impl Handle {
             context: GilCell::new(context),
             cancelled: AtomicBool::new(false),
             oneshot,
+            threadsafe: AtomicBool::new(false),
+            running_on: AtomicU64::new(0),
             debug: shared.debug.load(Ordering::Relaxed),
             source_traceback: GilCell::new(None),
             repr: GilCell::new(None),
@@ -113,6 +140,33 @@ impl Handle {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_threadsafe(&self, threadsafe: bool) {
+        self.threadsafe.store(threadsafe, Ordering::Relaxed);
+    }
+
+    fn guarded(&self) -> bool {
+        self.threadsafe.load(Ordering::Relaxed) && THREADSAFE_HANDLES.load(Ordering::Relaxed)
+    }
+
+    /// From another thread than the one running this handle's guarded callback: wait
+    /// (without the GIL) until the callback has returned. The running thread itself goes on
+    /// (asyncio's lock is reentrant).
+    fn wait_until_run(&self, py: Python<'_>) {
+        let running = self.running_on.load(Ordering::SeqCst);
+        if running == 0 || running == thread_token() {
+            return;
+        }
+        RUN_WAITERS.fetch_add(1, Ordering::SeqCst);
+        let running_on = &self.running_on;
+        py.detach(|| {
+            let mut guard = RUN_DONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            while running_on.load(Ordering::SeqCst) != 0 {
+                guard = RUN_DONE.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+        });
+        RUN_WAITERS.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Make a handle that ran (and that nobody else can see) new again, for the loop's pool
@@ -215,7 +269,19 @@ impl Handle {
                 None => return Ok(()),
             },
         };
+        let guarded = this.guarded();
+        if guarded {
+            this.running_on.store(thread_token(), Ordering::SeqCst);
+        }
         let result = this.call_in_context(py, &callback, &args);
+        if guarded {
+            this.running_on.store(0, Ordering::SeqCst);
+            if RUN_WAITERS.load(Ordering::SeqCst) > 0 {
+                // Under the lock: a waiter between its check and its wait cannot miss this.
+                let _lock = RUN_DONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                RUN_DONE.notify_all();
+            }
+        }
         match result {
             Ok(()) => Ok(()),
             Err(err) if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) => {
@@ -262,10 +328,17 @@ impl Handle {
 #[pymethods]
 impl Handle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.guarded() {
+            this.wait_until_run(slf.py());
+        }
         Self::cancel_bound(slf)
     }
 
-    fn cancelled(&self) -> bool {
+    fn cancelled(&self, py: Python<'_>) -> bool {
+        if self.guarded() {
+            self.wait_until_run(py);
+        }
         self.is_cancelled()
     }
 
@@ -278,7 +351,9 @@ impl Handle {
         if let Some(r) = &*slf.get().repr.borrow_mut(py) {
             return Ok(r.clone_ref(py));
         }
-        Ok(py_helper(py, "_handle_repr")?.call1((slf, slf.get().debug))?.unbind())
+        let this = slf.get();
+        let threadsafe = this.threadsafe.load(Ordering::Relaxed);
+        Ok(py_helper(py, "_handle_repr")?.call1((slf, this.debug, threadsafe))?.unbind())
     }
 
     #[getter]

@@ -26,6 +26,12 @@ fn _after_fork_child() {
     reactor::note_fork();
 }
 
+/// Called once at import with `rose._compat.THREADSAFE_HANDLES` (see handles.rs).
+#[pyfunction]
+fn _set_threadsafe_handles(enabled: bool) {
+    handles::set_threadsafe_handles(enabled);
+}
+
 #[pymodule]
 fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::EventLoop>()?;
@@ -39,6 +45,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::_sock_try_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock::_sock_wait, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_threadsafe_handles, m)?)?;
     m.add_function(wrap_pyfunction!(fastcall::_install_fast_methods, m)?)?;
     Ok(())
 }

@@ -545,6 +545,12 @@ impl StreamTransport {
         self.state.borrow_mut(py).common.flow.protocol_paused
     }
 
+    /// asyncio's `_paused`: `pause_reading()` was called (and not undone).
+    #[getter]
+    fn _paused(&self, py: Python<'_>) -> bool {
+        self.state.borrow_mut(py).common.paused
+    }
+
     /// (reading registered and not paused, writing registered) for the repr.
     fn _polling(&self, py: Python<'_>) -> (bool, bool) {
         let st = self.state.borrow_mut(py);

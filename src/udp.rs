@@ -649,6 +649,12 @@ impl DatagramTransport {
         self.state.borrow_mut(py).common.flow.protocol_paused
     }
 
+    /// asyncio's `_paused`: `pause_reading()` was called (and not undone).
+    #[getter]
+    fn _paused(&self, py: Python<'_>) -> bool {
+        self.state.borrow_mut(py).common.paused
+    }
+
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> u32 {
         self.state.borrow_mut(py).common.conn_lost

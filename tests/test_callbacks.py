@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from conftest import STDLIB
 
 SCHEDULERS = ["call_soon", "call_later", "call_at", "call_soon_threadsafe"]
 
@@ -414,6 +415,61 @@ def test_call_soon_threadsafe_completes_future(loop):
     result = loop.run_until_complete(fut)
     thread.join()
     assert result == thread.ident
+
+
+def test_threadsafe_handle_cancel_from_another_thread_while_it_runs(loop):
+    # 3.14+: cancelled() and cancel() of a call_soon_threadsafe handle, called from another
+    # thread while its callback runs, wait until the callback has returned (asyncio's
+    # _ThreadSafeHandle holds a lock around the run). Before 3.14 they return at once.
+    started, finished = threading.Event(), threading.Event()
+    seen = {}
+
+    def callback():
+        started.set()
+        time.sleep(0.3)  # without the GIL: the other thread goes on
+        finished.set()
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        started.wait(5)
+        seen["cancelled"] = handle.cancelled()
+        seen["finished when cancelled() returned"] = finished.is_set()
+        handle.cancel()
+        seen["finished when cancel() returned"] = finished.is_set()
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    loop.run_forever()
+    thread.join()
+    waits = STDLIB.THREADSAFE_HANDLES
+    assert seen == {
+        "cancelled": False,
+        "finished when cancelled() returned": waits,
+        "finished when cancel() returned": waits,
+    }
+
+
+def test_threadsafe_handle_cancelled_by_its_own_callback(loop):
+    # The thread running the callback may cancel its own handle (asyncio's lock is reentrant).
+    holder = []
+
+    def callback():
+        holder[0].cancel()
+        holder.append(holder[0].cancelled())
+        loop.stop()
+
+    holder.append(loop.call_soon_threadsafe(callback))
+    loop.run_forever()
+    assert holder[1] is True
+
+
+def test_threadsafe_handle_repr(loop, oracle_loop):
+    # 3.14+ makes call_soon_threadsafe's handles a class of their own (named in the repr).
+    loop.set_debug(oracle_loop.get_debug())
+    cb = named_soon_callback
+    handle, oracle = loop.call_soon_threadsafe(cb, 3), oracle_loop.call_soon_threadsafe(cb, 3)
+    assert repr(handle) == repr(oracle)
 
 
 def test_call_soon_threadsafe_from_many_threads(loop):

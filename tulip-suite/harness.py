@@ -33,6 +33,7 @@ import glob
 import os
 import platform
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 LOOPS = ("rose", "asyncio", "uvloop")
@@ -49,6 +50,8 @@ class ModuleHooks:
     # Sibling classes that run the same mixin on another selector / watcher.
     # They may be absent on this platform (kqueue), so missing ones are fine.
     drop: tuple[str, ...] = ()
+    # The module's tests name `asyncio.EventLoop` as the loop to test (3.13+).
+    default_loop_class: bool = False
     # Why, for the README and the reports.
     note: str = ""
 
@@ -82,6 +85,18 @@ HOOKS: dict[str, ModuleHooks] = {
     "test_buffered_proto": ModuleHooks(
         factories=(("BufferedProtocolSelectorTests", "new_loop"),),
         note="functional buffered-protocol tests",
+    ),
+    "test_taskgroups": ModuleHooks(
+        default_loop_class=True,
+        note="IsolatedAsyncioTestCase with loop_factory = asyncio.EventLoop (3.13+)",
+    ),
+    "test_tasks": ModuleHooks(
+        default_loop_class=True,
+        note="eager-start tests run on asyncio.run(loop_factory=asyncio.EventLoop) (3.13+)",
+    ),
+    "test_eager_task_factory": ModuleHooks(
+        default_loop_class=True,
+        note="eager-start tests run on asyncio.run(loop_factory=asyncio.EventLoop) (3.13+)",
     ),
     # SubprocessWatcherMixin builds its loop with policy.new_event_loop(), so
     # the policy door already reaches it; the per-watcher classes only differ
@@ -155,12 +170,31 @@ def install_policy(name: str, recorder: LoopRecorder) -> type:
             "__doc__": f"The stock Unix policy with {name}'s loop factory.",
         },
     )
-    # set_event_loop_policy(None) + get_event_loop_policy() instantiate
-    # ``asyncio.DefaultEventLoopPolicy`` (looked up on the package).
-    asyncio.DefaultEventLoopPolicy = policy_cls
-    asyncio.unix_events.DefaultEventLoopPolicy = policy_cls
-    asyncio.set_event_loop_policy(policy_cls())
+    # set_event_loop_policy(None) + get_event_loop_policy() instantiate the default policy
+    # again: up to 3.13 ``asyncio.DefaultEventLoopPolicy`` (looked up on the package), since
+    # 3.14 ``asyncio.unix_events._DefaultEventLoopPolicy`` (the public name is then served,
+    # with a deprecation warning, by the package's __getattr__: left alone).
+    if hasattr(asyncio.unix_events, "_DefaultEventLoopPolicy"):
+        asyncio.unix_events._DefaultEventLoopPolicy = policy_cls
+    else:
+        asyncio.DefaultEventLoopPolicy = policy_cls
+        asyncio.unix_events.DefaultEventLoopPolicy = policy_cls
+    set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
+    set_policy(policy_cls())  # (3.14+ deprecates the public function)
     return policy_cls
+
+
+def prepare_module(name: str, recorder: LoopRecorder) -> None:
+    """What must change before test module *name* is imported: where its hooks say so, the
+    name `asyncio.EventLoop` (3.13+, the platform's default loop class) becomes the recorder's
+    factory, because its tests take it as *the* loop (`asyncio.run(...,
+    loop_factory=asyncio.EventLoop)`, `IsolatedAsyncioTestCase.loop_factory`), and class
+    bodies read it at import. A bound method, so that as a class attribute it is not bound
+    again."""
+    hooks = HOOKS.get(name, ModuleHooks())
+    if hooks.default_loop_class and hasattr(asyncio, "EventLoop"):
+        asyncio.EventLoop = recorder.new_loop
+        asyncio.unix_events.EventLoop = recorder.new_loop
 
 
 def patch_suite_utilities():
@@ -186,10 +220,13 @@ def patch_suite_utilities():
         loop.close()
         # The rest is the stock helper's: do not leave watcher threads behind.
         policy = support.maybe_get_event_loop_policy()
-        if policy is None:
+        get_child_watcher = getattr(policy, "get_child_watcher", None)  # gone in 3.14
+        if get_child_watcher is None:
             return
         try:
-            watcher = policy.get_child_watcher()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                watcher = get_child_watcher()
         except NotImplementedError:
             return
         if isinstance(watcher, asyncio.ThreadedChildWatcher):

@@ -325,7 +325,7 @@ def console_report(summary: Summary, verbose=False) -> str:
         )
         out += [f"  {r['id']}" for r in summary.listed_skipped]
     if summary.stale_entries:
-        out.append(f"\nstale lines in {summary.xfail_path} (no such test ran):")
+        out.append(f"\nlines of {summary.xfail_path} for tests this Python's suite does not run:")
         out += [f"  line {e.line}: {e.test_id}" for e in summary.stale_entries]
     return "\n".join(out)
 

@@ -40,7 +40,9 @@ import report
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "worker.py"
-RESULTS = HERE / "results"
+# One folder per interpreter version: each has its own test_asyncio. Results are build
+# output (git ignores them); the README quotes the counts.
+RESULTS = HERE / "results" / f"{sys.version_info.major}.{sys.version_info.minor}"
 DEFAULT_EXPECTED = {"rose": HERE / "expected-failures.txt"}
 
 # Slowest first, so two workers finish at about the same time.
@@ -397,7 +399,7 @@ def parse_args(argv=None):
         "--results-dir",
         type=Path,
         default=RESULTS,
-        help="where <loop>.json and <loop>.md go (default: tulip-suite/results)",
+        help="where <loop>.json and <loop>.md go (default: tulip-suite/results/<X.Y>)",
     )
     parser.add_argument(
         "--draft-expected",

@@ -264,6 +264,7 @@ def main(argv=None):
         recorder = harness.LoopRecorder(factory)
         harness.install_policy(args.loop, recorder)
         harness.patch_suite_utilities()
+        harness.prepare_module(args.module, recorder)
         module = importlib.import_module(f"test.test_asyncio.{args.module}")
         applied = harness.apply_hooks(module, recorder)
         tests = select_tests(module, applied, skip, patterns)

@@ -681,13 +681,17 @@ def split_probes(probes: dict) -> tuple[list, dict]:
     return loops, missing
 
 
+# Results of each interpreter version apart: NAME-py3.13-<stamp>.json, NAME-py3.13-latest.md.
+PY_TAG = f"py{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def save_results(name, started, result, report, samples, extra=()) -> int:
-    """Write results/NAME-<UTC stamp>.json and results/NAME-latest.md, print the report and
-    the paths written (plus `extra` files); returns 1 if any sample failed, else 0."""
+    """Write results/NAME-pyX.Y-<UTC stamp>.json and results/NAME-pyX.Y-latest.md, print the
+    report and the paths written (plus `extra` files); returns 1 if any sample failed, else 0."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"{name}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    json_path = RESULTS_DIR / f"{name}-{PY_TAG}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path = RESULTS_DIR / f"{name}-latest.md"
+    md_path = RESULTS_DIR / f"{name}-{PY_TAG}-latest.md"
     md_path.write_text(report)
     print(report)
     written = ", ".join(str(p.relative_to(HERE.parent)) for p in (json_path, md_path, *extra))
@@ -737,7 +741,7 @@ def main(argv: list[str]) -> int:
         "summary": summary,
     }
     report = markdown_report(result, summary, loops)
-    png_path = RESULTS_DIR / "micro-latest.png"
+    png_path = RESULTS_DIR / f"micro-{PY_TAG}-latest.png"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     title = f"{result['date']}: {machine_summary(result['machine'])}"
     wrote_png = plot(summary, loops, png_path, title)

@@ -29,12 +29,11 @@ __all__ = (
     "SERVER_HAS_CLOSE_CLIENTS",
     "SERVER_TRACKS_TRANSPORTS",
     "SERVER_WAIT_CLOSED_WAITS_FOR_CLIENTS",
-    "UNIX_SERVER_CLEANUP",
     "THREADSAFE_HANDLES",
     "TRANSPORT_CONTEXT",
+    "UNIX_SERVER_CLEANUP",
     "WRITELINES_OWN",
     "WRITELINES_SKIPS_EMPTY",
-    "get_policy",
     "iscoroutinefunction",
     "policy_deprecation_message",
     "set_policy",
@@ -89,13 +88,14 @@ POLICY_BASE = (
     or getattr(events, "_BaseDefaultEventLoopPolicy", None)
 )
 
-# The undeprecated twins asyncio keeps for its own use where the public functions warn.
-_get_policy = getattr(events, "_get_event_loop_policy", None) or getattr(
-    events, "get_event_loop_policy", None
-)
+# The undeprecated twin asyncio keeps for its own use where the public function warns.
 _set_policy = getattr(events, "_set_event_loop_policy", None) or getattr(
     events, "set_event_loop_policy", None
 )
+
+
+_PROBED_NAME = "'asyncio.get_event_loop_policy'"
+_DEPRECATED_FALLBACK = f"{_PROBED_NAME} is deprecated"
 
 
 def _policy_deprecation():
@@ -115,8 +115,6 @@ def _policy_deprecation():
     return None
 
 
-_PROBED_NAME = "'asyncio.get_event_loop_policy'"
-_DEPRECATED_FALLBACK = f"{_PROBED_NAME} is deprecated"
 _POLICY_DEPRECATION = _policy_deprecation()
 
 # True where `asyncio.set_event_loop_policy()` and friends issue a DeprecationWarning (3.14+).
@@ -129,14 +127,9 @@ def policy_deprecation_message(name):
     return (_POLICY_DEPRECATION or _DEPRECATED_FALLBACK).replace(_PROBED_NAME, repr(name), 1)
 
 
-def get_policy():
-    """The current event-loop policy, without the deprecation warning of 3.14+ (rose's own
-    plumbing: `python -m rose`, the test fixtures)."""
-    return _get_policy()
-
-
 def set_policy(policy):
-    """Set the event-loop policy without the deprecation warning of 3.14+."""
+    """Set the event-loop policy without the deprecation warning of 3.14+ (rose's own
+    plumbing: `python -m rose`, the test fixtures)."""
     _set_policy(policy)
 
 

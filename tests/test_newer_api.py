@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import os
 import socket
 import threading
@@ -22,10 +23,11 @@ needs_eager = pytest.mark.skipif(
     not hasattr(asyncio, "eager_task_factory"), reason="eager tasks are 3.12+ API"
 )
 needs_run_loop_factory = pytest.mark.skipif(
-    "loop_factory" not in STDLIB._params(asyncio.run), reason="asyncio.run(loop_factory=) is 3.12+"
+    "loop_factory" not in inspect.signature(asyncio.run).parameters,
+    reason="asyncio.run(loop_factory=) is 3.12+",
 )
 needs_executor_timeout = pytest.mark.skipif(
-    "timeout" not in STDLIB._params(asyncio.BaseEventLoop.shutdown_default_executor),
+    "timeout" not in inspect.signature(asyncio.BaseEventLoop.shutdown_default_executor).parameters,
     reason="shutdown_default_executor(timeout) is 3.12+",
 )
 needs_cleanup_socket = pytest.mark.skipif(

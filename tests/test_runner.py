@@ -378,6 +378,16 @@ def test_cli_script(impl, program, tmp_path, exit_code):
     assert lines[1:] == loop_lines(impl)
 
 
+def test_cli_issues_no_warning(impl, program, tmp_path):
+    # `python -m rose` is rose's own plumbing: no deprecation warning of the policy API (3.14+)
+    # comes from it, even with every warning made an error.
+    script = str(program / "app.py")
+    proc = run_python(["-W", "error", *cli_prefix(impl), script], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.splitlines()[1:] == loop_lines(impl)
+
+
 def test_cli_script_uncaught_exception(impl, tmp_path):
     script = tmp_path / "failing.py"
     script.write_text(

@@ -353,7 +353,9 @@ impl Handle {
         }
         let this = slf.get();
         let threadsafe = this.threadsafe.load(Ordering::Relaxed);
-        Ok(py_helper(py, "_handle_repr")?.call1((slf, this.debug, threadsafe))?.unbind())
+        Ok(py_helper(py, "_handle_repr")?
+            .call1((slf, this.debug, threadsafe))?
+            .unbind())
     }
 
     #[getter]

@@ -356,7 +356,15 @@ pub fn watch<C: Core>(slf: &Bound<'_, C>, write: bool) -> PyResult<()> {
         intern!(py, "_read_ready").clone()
     };
     let context = context_of(this, py);
-    watch_fd(slf.as_any(), this.event_loop().bind(py), this.fd(), write, &method, context).inspect_err(|_| {
+    watch_fd(
+        slf.as_any(),
+        this.event_loop().bind(py),
+        this.fd(),
+        write,
+        &method,
+        context,
+    )
+    .inspect_err(|_| {
         set_watched(this, py, write, false);
     })
 }
@@ -547,7 +555,12 @@ pub fn detach<C: Core>(this: &C, py: Python<'_>) {
         let common = st.common();
         common.conn_lost = common.conn_lost.max(1);
         common.closing = true;
-        (common.protocol.take(), common.transport.take(), common.context.take(), dropped)
+        (
+            common.protocol.take(),
+            common.transport.take(),
+            common.context.take(),
+            dropped,
+        )
     };
     drop(taken);
 }

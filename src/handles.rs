@@ -9,6 +9,12 @@
 //! Running a handle enters its `contextvars.Context` with `PyContext_Enter`/`PyContext_Exit`
 //! (what `Context.run` does, without a bound-method call per callback).
 //!
+//! Where asyncio has `_ThreadSafeHandle` (3.14+), a `call_soon_threadsafe` handle's run is
+//! guarded: `running_on` holds the running thread while the callback runs, and `cancel()` or
+//! `cancelled()` from any other thread wait (without the GIL) until it is back to 0. That guard
+//! is atomics, a lock and a condition variable, not the GIL, so it needs nothing more under a
+//! free-threaded build.
+//!
 //! Handles are not tracked by the cyclic garbage collector (`new_untracked`): with thousands of handles queued,
 //! GC passes over them cost more than the loop itself (measured: `call_soon_batch`). Cycles
 //! through a handle (`obj.timer = loop.call_later(t, obj.method)`) are broken instead the way

@@ -621,8 +621,12 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             self._clear_wakeup_fd()
         return True
 
-    @staticmethod
-    def _clear_wakeup_fd():
+    def _clear_wakeup_fd(self):
+        # The last signal handler is gone. While the loop runs the wake-up fd stays its own:
+        # Ctrl-C and `signal.signal` handlers must still wake it (run_forever restores the
+        # previous fd when it returns). Otherwise asyncio's rule: no wake-up fd.
+        if self.is_running() and threading.current_thread() is threading.main_thread():
+            return
         try:
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:

@@ -62,12 +62,14 @@ pub fn ns_to_secs(ns: i64) -> f64 {
 }
 
 /// A timer deadline in float seconds to the first nanosecond at or after it (never early).
+/// Anything at or before the clock's start (negative, -inf, NaN: due at once) is 1 ns, so no
+/// deadline is ever the reactor's "not armed" value (`i64::MIN`).
 fn deadline_ns(when: f64) -> i64 {
     let ns = (when * 1e9).ceil();
     if ns.is_nan() {
-        0
+        1
     } else {
-        ns as i64 // saturating
+        (ns as i64).max(1) // `as` saturates
     }
 }
 
@@ -754,7 +756,11 @@ mod tests {
             assert!(ns as f64 >= when * 1e9, "{when} -> {ns}");
             assert!(ns_to_secs(ns) >= when || (ns as f64 - when * 1e9) < 1.0);
         }
-        assert_eq!(deadline_ns(f64::NAN), 0);
+        assert_eq!(deadline_ns(f64::NAN), 1);
+        assert_eq!(deadline_ns(f64::NEG_INFINITY), 1);
+        assert_eq!(deadline_ns(-9.3e9), 1);
+        assert_eq!(deadline_ns(-1.0), 1);
+        assert_eq!(deadline_ns(0.0), 1);
         assert_eq!(deadline_ns(1e300), i64::MAX);
     }
 

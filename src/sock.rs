@@ -24,26 +24,36 @@ use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::handles::Handle;
-use crate::transport::{retry_later, with_scratch, RawBuffer, READ_SIZE};
+use crate::transport::{retry_later, try_alloc, with_scratch, RawBuffer, READ_SIZE};
 
-/// `recv(fd, n)`: Ok(Some(bytes)), Ok(None) if it would block, or the socket error.
+/// `recv(fd, n)`: Ok(Some(bytes)), Ok(None) if it would block, or the socket error. As
+/// CPython's `socket.recv`: `n == 0` returns `b''` without a syscall, and a buffer that cannot
+/// be allocated is a MemoryError (never an abort: `n` is the caller's).
 fn try_recv<'py>(py: Python<'py>, fd: RawFd, n: isize) -> PyResult<Option<Bound<'py, PyBytes>>> {
     if n < 0 {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     }
     let n = n as usize;
+    if n == 0 {
+        return Ok(Some(PyBytes::new(py, b"")));
+    }
+    let mut big = if n > READ_SIZE { Some(try_alloc(n)?) } else { None };
     loop {
-        let got = if n <= READ_SIZE {
-            with_scratch(|buf| {
+        let got = match big.as_mut() {
+            None => with_scratch(|buf| {
                 // SAFETY: reading at most `n` (<= buf.len()) bytes into our buffer.
                 let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), n, 0) };
                 (got >= 0).then(|| PyBytes::new(py, &buf[..got as usize]))
-            })
-        } else {
-            let mut buf = vec![0u8; n];
-            // SAFETY: reading at most `n` bytes into a buffer of `n` bytes.
-            let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), n, 0) };
-            (got >= 0).then(|| PyBytes::new(py, &buf[..got as usize]))
+            }),
+            Some(buf) => {
+                // SAFETY: reading at most `n` bytes into the buffer's `n` bytes of capacity.
+                let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), n, 0) };
+                (got >= 0).then(|| {
+                    // SAFETY: the kernel initialised the first `got` (<= n) bytes.
+                    unsafe { buf.set_len(got as usize) };
+                    PyBytes::new(py, buf)
+                })
+            }
         };
         match got {
             Some(data) => return Ok(Some(data)),
@@ -56,9 +66,13 @@ fn try_recv<'py>(py: Python<'py>, fd: RawFd, n: isize) -> PyResult<Option<Bound<
     }
 }
 
-/// `recv_into(buf)`: Ok(Some(nbytes)), Ok(None) if it would block, or the error.
+/// `recv_into(buf)`: Ok(Some(nbytes)), Ok(None) if it would block, or the error. An empty
+/// buffer gets 0 at once, without a syscall (CPython's `recv_into`).
 fn try_recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
     let mut view = RawBuffer::get(buf, true)?;
+    if view.len() == 0 {
+        return Ok(Some(0));
+    }
     loop {
         // SAFETY: reading at most `view.len()` bytes into the exported writable buffer.
         let got = unsafe { libc::recv(fd, view.as_mut_ptr().cast(), view.len(), 0) };

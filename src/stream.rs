@@ -32,8 +32,8 @@ use crate::gil_cell::GilCell;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
     maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
-    set_write_buffer_limits, start_reading, transport_of, unwatch, watch, with_scratch, Common, Core, CoreState,
-    RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    set_write_buffer_limits, start_reading, transport_of, try_copy, unwatch, watch, with_scratch, Common, Core,
+    CoreState, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::write_buffer::{WriteBuffer, MAX_IOVECS};
 
@@ -435,7 +435,14 @@ impl StreamTransport {
                 let empty = st.buf.consume(sent);
                 debug_assert!(empty.is_empty());
             }
-            None => st.buf.push(Chunk::Owned(slice[sent..].to_vec())),
+            None => match try_copy(&slice[sent..]) {
+                Ok(copy) => st.buf.push(Chunk::Owned(copy)),
+                // Part of the data may have gone already: the stream cannot go on whole.
+                Err(err) => {
+                    drop(st);
+                    return fatal(this, py, err, "Fatal write error on socket transport");
+                }
+            },
         }
         drop(st);
         drop(view);

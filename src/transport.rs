@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PySystemExit};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -36,6 +36,21 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
         Ok(mut buf) => f(&mut buf),
         Err(_) => f(&mut vec![0; READ_SIZE]),
     })
+}
+
+/// An empty buffer with room for `n` bytes, or a MemoryError: sizes that come from Python
+/// code never reach an allocation that aborts the process when it fails.
+pub fn try_alloc(n: usize) -> PyResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(n).map_err(|_| PyMemoryError::new_err(()))?;
+    Ok(buf)
+}
+
+/// A copy of `data` in a fresh buffer, or a MemoryError (see `try_alloc`).
+pub fn try_copy(data: &[u8]) -> PyResult<Vec<u8>> {
+    let mut buf = try_alloc(data.len())?;
+    buf.extend_from_slice(data);
+    Ok(buf)
 }
 
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.

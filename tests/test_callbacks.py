@@ -2,6 +2,7 @@
 
 import asyncio
 import contextvars
+import os
 import sys
 import threading
 import time
@@ -84,6 +85,21 @@ def test_call_later_negative_delay_runs(loop):
     loop.call_later(-1, rec.append, "neg")
     run_briefly(loop)
     assert rec == ["neg"]
+
+
+@pytest.mark.parametrize(
+    "delay", [float("-inf"), -9.3e9, -1e300, -1.0, 0.0], ids=["-inf", "-9.3e9", "-1e300", "-1", "0"]
+)
+def test_timer_far_in_the_past_wakes_an_idle_loop(loop, delay):
+    # An idle loop (nothing ready) must still wake for a timer that is long overdue: such
+    # deadlines once saturated to the reactor's "not armed" value and the loop slept forever.
+    loop.call_later(delay, loop.stop)
+    guard = threading.Timer(5, os._exit, (3,))  # a hang would otherwise stop the whole run
+    guard.start()
+    try:
+        loop.run_forever()
+    finally:
+        guard.cancel()
 
 
 def test_call_later_none_delay(loop):

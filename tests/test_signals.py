@@ -34,10 +34,45 @@ loop.run_forever()
 """
 
 
+# A signal handler added and removed, or one that could not be added, while the loop runs:
+# Ctrl-C must still interrupt it at once afterwards (under run() too).
+AFTER_REMOVED_HANDLER = """
+import signal
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, print)
+    loop.remove_signal_handler(signal.SIGUSR1)
+    print("ready", flush=True)
+    await asyncio.sleep(30)
+    print("finished")
+run(main())
+"""
+
+AFTER_FAILED_ADD = """
+import signal
+async def main():
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGKILL, print)
+    except RuntimeError:
+        pass
+    print("ready", flush=True)
+    await asyncio.sleep(30)
+    print("finished")
+run(main())
+"""
+
+
 @pytest.mark.parametrize(
     "body",
-    [IDLE_RUN_FOREVER, IDLE_SLEEPING, BUSY_CALLBACK],
-    ids=["run_forever-no-timers", "run_until_complete-sleeping", "busy-callback"],
+    [IDLE_RUN_FOREVER, IDLE_SLEEPING, BUSY_CALLBACK, AFTER_REMOVED_HANDLER, AFTER_FAILED_ADD],
+    ids=[
+        "run_forever-no-timers",
+        "run_until_complete-sleeping",
+        "busy-callback",
+        "after-a-removed-signal-handler",
+        "after-a-failed-add_signal_handler",
+    ],
 )
 def test_ctrl_c_raises_keyboard_interrupt(impl, spawn, body):
     child = spawn(impl, body)

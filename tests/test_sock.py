@@ -109,6 +109,32 @@ def test_sock_recv_eof_returns_empty(loop, pair):
     assert run(loop, main()) == [b"last", b""]
 
 
+def test_sock_recv_of_nothing_returns_at_once(loop, pair):
+    # socket.recv(0) and recv_into of an empty buffer do not wait for data (CPython does not
+    # even make the syscall).
+    a, _ = pair
+
+    async def main():
+        return await loop.sock_recv(a, 0), await loop.sock_recv_into(a, bytearray(0))
+
+    assert run(loop, main()) == (b"", 0)
+
+
+def test_sock_recv_of_a_huge_size_is_memory_error(loop, pair):
+    # The size is the caller's: one that cannot be allocated is a MemoryError, not an abort.
+    a, b = pair
+
+    async def main():
+        with pytest.raises(MemoryError):
+            await loop.sock_recv(a, 2**40)
+        with pytest.raises(ValueError, match="negative buffersize in recv"):
+            await loop.sock_recv(a, -1)
+        b.send(b"still works")
+        return await loop.sock_recv(a, 2**20)
+
+    assert run(loop, main()) == b"still works"
+
+
 def test_sock_recv_into(loop, pair):
     a, b = pair
     buf = bytearray(10)

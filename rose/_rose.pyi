@@ -113,7 +113,12 @@ class StreamTransport:
     """The I/O core of `rose.transports._SelectorSocketTransport` (TCP and Unix streams)."""
 
     def __new__(
-        cls, event_loop: EventLoop, fd: int, protocol: Any, buffered: bool, context: contextvars.Context | None = None
+        cls,
+        event_loop: EventLoop,
+        sock: socket.socket,
+        protocol: Any,
+        buffered: bool,
+        context: contextvars.Context | None = None,
     ) -> StreamTransport: ...
     def _set_transport(self, transport: Any) -> None: ...
     def set_protocol(self, protocol: Any, buffered: bool) -> None: ...
@@ -203,5 +208,5 @@ def _sock_try_recv_into(fd: int, buf: Any) -> int | None:
 def _sock_try_send(fd: int, data: Any) -> int | None:
     """`send(data)` once: None if all of it went, else the bytes sent (0 if it would block)."""
 
-def _sock_wait(event_loop: EventLoop, future: Any, fd: int, kind: int, arg: Any, sent: int = 0) -> None:
-    """Watch `fd` until the call (0 recv, 1 recv_into, 2 sendall) completes `future`."""
+def _sock_wait(event_loop: EventLoop, future: Any, sock: socket.socket, kind: int, arg: Any, sent: int = 0) -> None:
+    """Watch `sock`'s fd until the call (0 recv, 1 recv_into, 2 sendall) completes `future`."""

@@ -360,7 +360,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return data
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)
-        _rose._sock_wait(self, fut, fd, 0, n)
+        _rose._sock_wait(self, fut, sock, 0, n)
         return await fut
 
     async def sock_recv_into(self, sock, buf):
@@ -374,7 +374,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return nbytes
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)
-        _rose._sock_wait(self, fut, fd, 1, buf)
+        _rose._sock_wait(self, fut, sock, 1, buf)
         return await fut
 
     async def sock_sendall(self, sock, data):
@@ -388,7 +388,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)
-        _rose._sock_wait(self, fut, fd, 2, data, n)
+        _rose._sock_wait(self, fut, sock, 2, data, n)
         return await fut
 
     sock_recvfrom = _Selector.sock_recvfrom

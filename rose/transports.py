@@ -289,7 +289,7 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         self._setup(loop, sock, extra, server)
         core = _rose.StreamTransport(
             loop,
-            self._sock_fd,
+            sock,
             protocol,
             isinstance(protocol, protocols.BufferedProtocol),
             context,

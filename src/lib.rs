@@ -11,6 +11,7 @@ mod handles;
 mod reactor;
 mod selector;
 mod sock;
+mod sockfd;
 mod stream;
 pub mod timers;
 mod transport;

@@ -24,6 +24,7 @@ use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::handles::Handle;
+use crate::sockfd::SockFd;
 use crate::transport::{retry_later, try_alloc, with_scratch, RawBuffer, READ_SIZE};
 
 /// `recv(fd, n)`: Ok(Some(bytes)), Ok(None) if it would block, or the socket error. As
@@ -118,7 +119,9 @@ enum Kind {
 #[pyclass(frozen, module = "rose._rose")]
 pub struct SockOp {
     event_loop: Py<EventLoop>,
-    fd: RawFd,
+    /// The socket and its fd: a retry after the user closed the socket fails with EBADF, as
+    /// asyncio's `sock.recv()` does, instead of reading the fd number's next owner.
+    sock: SockFd,
     future: Py<PyAny>,
     kind: Kind,
     handle: GilCell<Option<Py<Handle>>>,
@@ -138,14 +141,16 @@ impl SockOp {
         if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
-        let outcome: PyResult<Option<Bound<'_, PyAny>>> = match &self.kind {
-            Kind::Recv(n) => try_recv(py, self.fd, *n).map(|d| d.map(Bound::into_any)),
-            Kind::RecvInto(buf) => {
-                try_recv_into(py, self.fd, buf.bind(py)).map(|n| n.map(|n| PyInt::new(py, n).into_any()))
+        let fd = self.sock.get(py).map_err(os_error);
+        let outcome: PyResult<Option<Bound<'_, PyAny>>> = match (&self.kind, fd) {
+            (_, Err(err)) => Err(err),
+            (Kind::Recv(n), Ok(fd)) => try_recv(py, fd, *n).map(|d| d.map(Bound::into_any)),
+            (Kind::RecvInto(buf), Ok(fd)) => {
+                try_recv_into(py, fd, buf.bind(py)).map(|n| n.map(|n| PyInt::new(py, n).into_any()))
             }
-            Kind::SendAll(data, pos) => {
+            (Kind::SendAll(data, pos), Ok(fd)) => {
                 let start = *pos.borrow_mut(py);
-                try_send(py, self.fd, data.bind(py), start).map(|(at, total)| {
+                try_send(py, fd, data.bind(py), start).map(|(at, total)| {
                     *pos.borrow_mut(py) = at;
                     (at >= total).then(|| py.None().into_bound(py))
                 })
@@ -153,7 +158,7 @@ impl SockOp {
         };
         match outcome {
             // try again next time
-            Ok(None) => self.event_loop.get().rearm_oneshot_watch(py, self.fd),
+            Ok(None) => self.event_loop.get().rearm_oneshot_watch(py, self.sock.number()),
             Ok(Some(result)) => fut.call_method1(intern!(py, "set_result"), (result,)).map(drop),
             Err(err) if crate::transport::is_exit(py, &err) => Err(err),
             Err(err) => fut
@@ -168,7 +173,7 @@ impl SockOp {
         let handle = self.handle.borrow_mut(py).take();
         if let Some(handle) = handle {
             if !handle.get().is_cancelled() {
-                EventLoop::remove_reader_or_writer(self.event_loop.bind(py), self.fd, self.is_write())?;
+                EventLoop::remove_reader_or_writer(self.event_loop.bind(py), self.sock.number(), self.is_write())?;
             }
         }
         Ok(())
@@ -176,6 +181,7 @@ impl SockOp {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
+        visit.call(self.sock.socket())?;
         visit.call(&self.future)?;
         match &self.kind {
             Kind::Recv(_) => {}
@@ -207,14 +213,14 @@ pub fn _sock_try_send(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyR
     Ok((sent < total).then_some(sent))
 }
 
-/// Watch `fd` until the call completes `future`: kind 0 `recv(arg)`, 1 `recv_into(arg)`,
-/// 2 `sendall(arg)` with `sent` bytes already sent.
+/// Watch `sock`'s fd until the call completes `future`: kind 0 `recv(arg)`, 1
+/// `recv_into(arg)`, 2 `sendall(arg)` with `sent` bytes already sent.
 #[pyfunction]
-#[pyo3(signature = (event_loop, future, fd, kind, arg, sent=0))]
+#[pyo3(signature = (event_loop, future, sock, kind, arg, sent=0))]
 pub fn _sock_wait(
     event_loop: &Bound<'_, EventLoop>,
     future: &Bound<'_, PyAny>,
-    fd: RawFd,
+    sock: &Bound<'_, PyAny>,
     kind: u8,
     arg: &Bound<'_, PyAny>,
     sent: usize,
@@ -225,11 +231,13 @@ pub fn _sock_wait(
         1 => Kind::RecvInto(arg.clone().unbind()),
         _ => Kind::SendAll(arg.clone().unbind(), GilCell::new(sent)),
     };
+    let sock = SockFd::new(sock)?;
+    let fd = sock.number();
     let op = Bound::new(
         py,
         SockOp {
             event_loop: event_loop.clone().unbind(),
-            fd,
+            sock,
             future: future.clone().unbind(),
             kind,
             handle: GilCell::new(None),

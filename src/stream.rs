@@ -29,6 +29,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
+use crate::sockfd::SockFd;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
     maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
@@ -87,7 +88,8 @@ impl CoreState for State {
 #[pyclass(frozen, module = "rose._rose")]
 pub struct StreamTransport {
     event_loop: Py<EventLoop>,
-    fd: RawFd,
+    /// The socket and its fd (no syscall once the socket has let the fd go: see sockfd.rs).
+    sock: SockFd,
     state: GilCell<State>,
 }
 
@@ -104,7 +106,7 @@ impl Core for StreamTransport {
     }
 
     fn fd(&self) -> RawFd {
-        self.fd
+        self.sock.number()
     }
 }
 
@@ -130,9 +132,10 @@ impl StreamTransport {
 
     /// `recv` into the scratch buffer and copy into a new `bytes` (None at EOF).
     fn recv_bytes<'py>(&self, py: Python<'py>) -> Result<Option<Bound<'py, PyBytes>>, i32> {
+        let fd = self.sock.get(py)?;
         with_scratch(|buf| {
             // SAFETY: reading at most `buf.len()` bytes into our own buffer.
-            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             match n {
                 n if n > 0 => Ok(Some(PyBytes::new(py, &buf[..n as usize]))),
                 0 => Ok(None),
@@ -171,9 +174,15 @@ impl StreamTransport {
             Ok(view) => view,
             Err(err) => return fatal(self, py, err, "Fatal read error on socket transport"),
         };
-        // SAFETY: reading at most `view.len()` bytes into the protocol's writable buffer, which
-        // stays exported (and so alive and unresized) until `view` is dropped.
-        let n = unsafe { libc::recv(self.fd, view.as_mut_ptr().cast(), view.len(), 0) };
+        let n = match self.sock.get(py) {
+            // SAFETY: reading at most `view.len()` bytes into the protocol's writable buffer,
+            // which stays exported (and so alive and unresized) until `view` is dropped.
+            Ok(fd) => unsafe { libc::recv(fd, view.as_mut_ptr().cast(), view.len(), 0) },
+            Err(errno) => {
+                drop(view);
+                return fatal(self, py, os_error(errno), "Fatal read error on socket transport");
+            }
+        };
         drop(view);
         match n {
             n if n > 0 => self.call_protocol(
@@ -192,7 +201,8 @@ impl StreamTransport {
     }
 
     /// One `sendmsg` of the buffered chunks; Ok(bytes sent) or Err(errno).
-    fn flush(&self, buf: &WriteBuffer<Chunk>) -> Result<usize, i32> {
+    fn flush(&self, py: Python<'_>, buf: &WriteBuffer<Chunk>) -> Result<usize, i32> {
+        let fd = self.sock.get(py)?;
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -203,7 +213,7 @@ impl StreamTransport {
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = count as _;
         // SAFETY: the iovecs point into chunks `buf` holds, alive during the call.
-        let n = unsafe { libc::sendmsg(self.fd, &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
         if n < 0 {
             Err(last_errno())
         } else {
@@ -235,9 +245,10 @@ impl StreamTransport {
         fatal(this, py, err, "Fatal write error on socket transport")
     }
 
-    fn shutdown_write(&self) -> PyResult<()> {
+    fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
+        let fd = self.sock.get(py).map_err(os_error)?;
         // SAFETY: plain syscall on the transport's socket.
-        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
+        if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 {
             return Err(os_error(last_errno()));
         }
         Ok(())
@@ -247,17 +258,17 @@ impl StreamTransport {
 #[pymethods]
 impl StreamTransport {
     #[new]
-    #[pyo3(signature = (event_loop, fd, protocol, buffered, context=None))]
+    #[pyo3(signature = (event_loop, sock, protocol, buffered, context=None))]
     fn new(
         event_loop: Py<EventLoop>,
-        fd: RawFd,
+        sock: &Bound<'_, PyAny>,
         protocol: Py<PyAny>,
         buffered: bool,
         context: Option<Py<PyAny>>,
-    ) -> Self {
-        Self {
+    ) -> PyResult<Self> {
+        Ok(Self {
             event_loop,
-            fd,
+            sock: SockFd::new(sock)?,
             state: GilCell::new(State {
                 common: Common::new(protocol, context),
                 buffered,
@@ -265,7 +276,7 @@ impl StreamTransport {
                 eof: false,
                 empty_waiter: None,
             }),
-        }
+        })
     }
 
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
@@ -315,7 +326,7 @@ impl StreamTransport {
             if st.common.conn_lost > 0 || st.buf.is_empty() {
                 return Ok(());
             }
-            let result = this.flush(&st.buf);
+            let result = this.flush(py, &st.buf);
             if let Ok(n) = result {
                 let sent = st.buf.consume(n);
                 drop(st);
@@ -365,7 +376,7 @@ impl StreamTransport {
                                 .call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
                         }
                     } else if eof {
-                        this.shutdown_write()?;
+                        this.shutdown_write(py)?;
                     }
                 }
                 Ok(())
@@ -411,8 +422,14 @@ impl StreamTransport {
         }
         let mut sent = 0;
         if st.buf.is_empty() {
-            // SAFETY: sending from a live buffer of `slice.len()` bytes.
-            let n = unsafe { libc::send(this.fd, slice.as_ptr().cast(), slice.len(), libc::MSG_NOSIGNAL) };
+            let n = match this.sock.get(py) {
+                // SAFETY: sending from a live buffer of `slice.len()` bytes.
+                Ok(fd) => unsafe { libc::send(fd, slice.as_ptr().cast(), slice.len(), libc::MSG_NOSIGNAL) },
+                Err(errno) => {
+                    drop(st);
+                    return fatal(this, py, os_error(errno), "Fatal write error on socket transport");
+                }
+            };
             if n >= 0 {
                 sent = n as usize;
                 if sent == slice.len() {
@@ -475,7 +492,7 @@ impl StreamTransport {
             st.buf.is_empty()
         };
         if shutdown {
-            self.shutdown_write()?;
+            self.shutdown_write(py)?;
         }
         Ok(())
     }
@@ -570,6 +587,7 @@ impl StreamTransport {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
+        visit.call(self.sock.socket())?;
         if let Some(st) = self.state.try_borrow_for_gc() {
             st.common.traverse(&visit)?;
             visit.call(&st.empty_waiter)?;

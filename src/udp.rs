@@ -26,6 +26,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
+use crate::sockfd::SockFd;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
     maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
@@ -67,9 +68,9 @@ impl CoreState for State {
 #[pyclass(frozen, name = "_SelectorDatagramTransport", module = "rose._rose")]
 pub struct DatagramTransport {
     event_loop: Py<EventLoop>,
-    /// The Python socket object (for what is not done here: see the module note).
-    sock: Py<PyAny>,
-    fd: RawFd,
+    /// The Python socket object (for what is not done here: see the module note) and its fd
+    /// (no syscall once the socket has let it go: see sockfd.rs).
+    sock: SockFd,
     family: i32,
     /// The socket is connected (asyncio: `self._extra['peername']` is truthy): `send`.
     connected: bool,
@@ -94,7 +95,7 @@ impl Core for DatagramTransport {
     }
 
     fn fd(&self) -> RawFd {
-        self.fd
+        self.sock.number()
     }
 }
 
@@ -319,9 +320,14 @@ impl DatagramTransport {
     /// One datagram out: `send` when connected, `sendto` with a converted address, or the
     /// Python socket's `sendto` for addresses converted there.
     fn send_one(&self, py: Python<'_>, data: &[u8], pydata: &Bound<'_, PyAny>, addr: &Bound<'_, PyAny>) -> Sent {
+        // asyncio's `sock.send`/`sock.sendto` on a closed socket: EBADF (error_received).
+        let fd = match self.sock.get(py) {
+            Ok(fd) => fd,
+            Err(errno) => return Sent::Failed(os_error(errno)),
+        };
         let n = if self.connected {
             // SAFETY: sending from a live buffer of `data.len()` bytes.
-            unsafe { libc::send(self.fd, data.as_ptr().cast(), data.len(), 0) }
+            unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), 0) }
         } else {
             let cached = match &*self.peer.borrow_mut(py) {
                 Some(c) if addr.is(c.tuple.bind(py)) => Some((c.raw, c.len as usize)),
@@ -339,7 +345,7 @@ impl DatagramTransport {
                 // SAFETY: `sa` is an initialised sockaddr of the socket's family, `len` long.
                 Some((sa, len)) => unsafe {
                     libc::sendto(
-                        self.fd,
+                        fd,
                         data.as_ptr().cast(),
                         data.len(),
                         0,
@@ -348,7 +354,12 @@ impl DatagramTransport {
                     )
                 },
                 None => {
-                    return match self.sock.bind(py).call_method1(intern!(py, "sendto"), (pydata, addr)) {
+                    return match self
+                        .sock
+                        .socket()
+                        .bind(py)
+                        .call_method1(intern!(py, "sendto"), (pydata, addr))
+                    {
                         Ok(_) => Sent::Done,
                         Err(err)
                             if err.is_instance_of::<PyBlockingIOError>(py)
@@ -418,9 +429,8 @@ impl DatagramTransport {
         let py = sock.py();
         Ok(Self {
             event_loop,
-            fd: sock.call_method0(intern!(py, "fileno"))?.extract()?,
             family: sock.getattr(intern!(py, "family"))?.extract()?,
-            sock: sock.clone().unbind(),
+            sock: SockFd::new(sock)?,
             connected,
             header_size,
             sends_empty,
@@ -459,6 +469,10 @@ impl DatagramTransport {
         if self.family != libc::AF_INET && self.family != libc::AF_INET6 {
             return self.read_with_python(py, protocol);
         }
+        let fd = match self.sock.get(py) {
+            Ok(fd) => fd,
+            Err(errno) => return self.error_received(py, os_error(errno)),
+        };
         // SAFETY: an all-zero sockaddr_storage is a valid out-parameter.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -467,7 +481,7 @@ impl DatagramTransport {
             // describe a valid address buffer.
             let n = unsafe {
                 libc::recvfrom(
-                    self.fd,
+                    fd,
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     0,
@@ -672,7 +686,7 @@ impl DatagramTransport {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
-        visit.call(&self.sock)?;
+        visit.call(self.sock.socket())?;
         if let Some(st) = self.state.try_borrow_for_gc() {
             st.common.traverse(&visit)?;
             visit.call(&st.address)?;
@@ -703,7 +717,12 @@ impl DatagramTransport {
     /// `recvfrom` through the Python socket (AF_UNIX and other families), as asyncio does it.
     fn read_with_python(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let max_size = 256 * 1024;
-        match self.sock.bind(py).call_method1(intern!(py, "recvfrom"), (max_size,)) {
+        match self
+            .sock
+            .socket()
+            .bind(py)
+            .call_method1(intern!(py, "recvfrom"), (max_size,))
+        {
             Ok(pair) => {
                 let (data, addr): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
                 protocol

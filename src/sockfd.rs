@@ -1,0 +1,140 @@
+//! The socket a transport (or a pending `sock_*` call) acts on, and whether it still owns its
+//! fd.
+//!
+//! The cores make their syscalls on a raw fd number, but the fd belongs to a Python socket
+//! object that user code may close under them (`create_connection(sock=s)`, then `s.close()`),
+//! and the kernel hands the number to the next socket at once. asyncio makes its calls through
+//! the socket object, so a closed socket fails them with EBADF and nothing reaches the number's
+//! next owner. rose checks before each syscall that the socket still holds the same fd, and
+//! once it does not, answers EBADF for good.
+//!
+//! The check reads the socket's fd as `fileno()` would, but without a call: the `sock_fd` field
+//! that CPython's socket object keeps right after its object header (-1 once closed or
+//! detached). That layout is probed once, on a real socket, open and then closed; where the
+//! probe disagrees (or for an object that is not a socket) the check calls `fileno()`.
+//!
+//! Invariants: `fd` is the number the socket had when the core was made; `lost` only ever goes
+//! from false to true; after it does, no syscall is made on `fd` through this value.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+/// Where the socket object keeps its fd, if the probe confirmed it.
+static LAYOUT: PyOnceLock<Option<usize>> = PyOnceLock::new();
+
+/// The offset of `sock_fd` in CPython's `PySocketSockObject`: right after `PyObject_HEAD`.
+const SOCK_FD_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
+
+fn probe_layout(py: Python<'_>) -> PyResult<Option<usize>> {
+    let socket = py
+        .import(intern!(py, "socket"))?
+        .getattr(intern!(py, "socket"))?
+        .call0()?;
+    let fileno: RawFd = socket.call_method0(intern!(py, "fileno"))?.extract()?;
+    // SAFETY: reading an int at the field's offset inside a live `_socket.socket` object
+    // (PyObject_HEAD is followed by at least `SOCKET_T sock_fd` in every CPython).
+    let read = |obj: &Bound<'_, PyAny>| unsafe { *obj.as_ptr().cast::<u8>().add(SOCK_FD_OFFSET).cast::<RawFd>() };
+    let open = read(&socket);
+    socket.call_method0(intern!(py, "close"))?;
+    let closed = read(&socket);
+    Ok((open == fileno && closed == -1).then_some(SOCK_FD_OFFSET))
+}
+
+fn layout(py: Python<'_>) -> Option<usize> {
+    *LAYOUT.get_or_init(py, || probe_layout(py).ok().flatten())
+}
+
+/// The pure part: has the socket lost the fd? `current` is the fd the socket holds now.
+fn check(fd: RawFd, lost: &AtomicBool, current: impl FnOnce() -> RawFd) -> Result<RawFd, i32> {
+    if lost.load(Ordering::Relaxed) {
+        return Err(libc::EBADF);
+    }
+    if current() != fd {
+        lost.store(true, Ordering::Relaxed);
+        return Err(libc::EBADF);
+    }
+    Ok(fd)
+}
+
+pub struct SockFd {
+    sock: Py<PyAny>,
+    fd: RawFd,
+    /// `sock` is a `_socket.socket` and the probed layout holds: read the field.
+    fast: bool,
+    lost: AtomicBool,
+}
+
+impl SockFd {
+    /// The socket `sock` as it is now (its `fileno()`).
+    pub fn new(sock: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let py = sock.py();
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let socket_type = py.import(intern!(py, "_socket"))?.getattr(intern!(py, "socket"))?;
+        let fast = layout(py).is_some() && sock.is_instance(&socket_type)?;
+        Ok(Self {
+            sock: sock.clone().unbind(),
+            fd,
+            fast,
+            lost: AtomicBool::new(false),
+        })
+    }
+
+    /// The fd to make a syscall on, or EBADF once the socket no longer owns it.
+    #[inline]
+    pub fn get(&self, py: Python<'_>) -> Result<RawFd, i32> {
+        check(self.fd, &self.lost, || self.current(py))
+    }
+
+    fn current(&self, py: Python<'_>) -> RawFd {
+        let sock = self.sock.bind(py);
+        if self.fast {
+            // SAFETY: `sock` is a live `_socket.socket` (checked in `new`) whose layout the
+            // probe confirmed: an int at this offset is its fd.
+            return unsafe { *sock.as_ptr().cast::<u8>().add(SOCK_FD_OFFSET).cast::<RawFd>() };
+        }
+        sock.call_method0(intern!(py, "fileno"))
+            .and_then(|n| n.extract())
+            .unwrap_or(-1)
+    }
+
+    /// The number the socket had, for bookkeeping only (selector keys, reprs): no syscall.
+    pub fn number(&self) -> RawFd {
+        self.fd
+    }
+
+    pub fn socket(&self) -> &Py<PyAny> {
+        &self.sock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_while_the_socket_holds_the_fd() {
+        let lost = AtomicBool::new(false);
+        assert_eq!(check(7, &lost, || 7), Ok(7));
+        assert_eq!(check(7, &lost, || 7), Ok(7));
+    }
+
+    #[test]
+    fn lost_for_good_once_the_socket_lets_it_go() {
+        let lost = AtomicBool::new(false);
+        assert_eq!(check(7, &lost, || -1), Err(libc::EBADF));
+        // The number reused by another socket does not make it ours again.
+        assert_eq!(check(7, &lost, || 7), Err(libc::EBADF));
+        assert!(lost.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn another_fd_is_not_ours() {
+        let lost = AtomicBool::new(false);
+        assert_eq!(check(7, &lost, || 8), Err(libc::EBADF));
+    }
+}

@@ -15,6 +15,7 @@ import collections.abc
 import errno
 import logging
 import os
+import select
 import selectors
 import signal
 import sys
@@ -160,6 +161,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         # Listening Unix sockets whose file create_unix_server(cleanup_socket=True) made
         # (3.13+): the socket's inode, so _stop_serving unlinks only that file.
         self._unix_server_sockets = {}
+        self._child_pidfds = {}  # running children's pidfds, by pid (watched on the reactor)
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
@@ -249,6 +251,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
         self._close()
+        self._hand_children_over()
         self._selector = None  # as asyncio's selector loop: transports' reprs test for it
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -551,10 +554,30 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
         def on_exit():
             self._remove_reader(pidfd)
+            self._child_pidfds.pop(pid, None)
             os.close(pidfd)
             transp._process_exited(_reap_child(pid))
 
         self._add_reader(pidfd, on_exit)
+        self._child_pidfds[pid] = pidfd
+
+    def _hand_children_over(self):
+        """The loop closes while children run: a thread waits for each, reaps it and closes
+        its pidfd (no zombie, no fd left), and logs what asyncio's threaded watcher logs."""
+        children, self._child_pidfds = self._child_pidfds, {}
+        for pid, pidfd in children.items():
+            threading.Thread(
+                target=self._reap_after_close, args=(pid, pidfd),
+                name=f"rose-waitpid-{pid}", daemon=True,
+            ).start()
+
+    def _reap_after_close(self, pid, pidfd):
+        try:
+            select.select([pidfd], [], [])  # readable once the child has exited
+            _reap_child(pid)
+        finally:
+            os.close(pidfd)
+        logger.warning("Loop %r that handles pid %r is closed", self, pid)
 
     def _wait_child_thread(self, pid, transp):
         # Wait for the exit without reaping it (WNOWAIT): the pid stays the child's until the

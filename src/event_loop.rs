@@ -16,7 +16,7 @@
 //! Python) or atomics. `call_soon_threadsafe` may come from any thread holding the GIL; it
 //! appends to the same queue and wakes the reactor only if the loop is parked.
 
-use std::cell::RefMut;
+use std::cell::Ref;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
@@ -111,10 +112,17 @@ impl EventLoop {
 
     /// The reactor, built on first use and rebuilt in a forked child (the parent's is leaked:
     /// dropping it would deregister fds from the epoll instance the parent still uses).
-    fn reactor(&self, py: Python<'_>) -> PyResult<RefMut<'_, Reactor>> {
+    ///
+    /// A shared borrow: the loop holds one while it is parked (without the GIL), and another
+    /// thread may take one meanwhile to add or remove a watch (`add_reader`,
+    /// `transport.close()` or a buffering `write()` from outside the loop), which the kernel
+    /// makes safe: epoll_ctl on the inner epoll set while the loop waits on it.
+    fn reactor(&self, py: Python<'_>) -> PyResult<Ref<'_, Reactor>> {
         self.check_closed()?;
-        let mut cell = self.reactor.try_borrow_mut(py).ok_or_else(reactor_busy)?;
-        if cell.as_ref().is_none_or(Reactor::is_stale) {
+        let current = self.reactor.try_borrow(py).ok_or_else(reactor_busy)?;
+        if current.as_ref().is_none_or(Reactor::is_stale) {
+            drop(current);
+            let mut cell = self.reactor.try_borrow_mut(py).ok_or_else(reactor_busy)?;
             if let Some(old) = cell.take() {
                 std::mem::forget(old);
             }
@@ -124,7 +132,8 @@ impl EventLoop {
             }
             *cell = Some(fresh);
         }
-        Ok(RefMut::map(cell, |c| c.as_mut().expect("reactor just built")))
+        let cell = self.reactor.try_borrow(py).ok_or_else(reactor_busy)?;
+        Ok(Ref::map(cell, |c| c.as_ref().expect("reactor just built")))
     }
 
     fn make_handle(
@@ -173,7 +182,7 @@ impl EventLoop {
     }
 
     /// `call_soon` and `call_soon_threadsafe`: queue a one-shot handle (the thread-safe one
-    /// skips the debug-mode thread check and wakes a parked loop).
+    /// skips the debug-mode thread check).
     fn schedule_soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
@@ -192,9 +201,10 @@ impl EventLoop {
         let handle = Self::oneshot_handle(slf, method, callback, args, context, !threadsafe)?;
         handle.get().set_threadsafe(threadsafe);
         this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
-        if threadsafe {
-            this.wakeup.wake();
-        }
+        // Wakes the loop only if it is parked, which means the caller is another thread:
+        // `call_soon_threadsafe`, or a plain `call_soon` from outside the loop, which asyncio
+        // would leave waiting until something else wakes the loop.
+        this.wakeup.wake();
         Ok(handle)
     }
 
@@ -229,6 +239,7 @@ impl EventLoop {
         };
         handle.get().set_scheduled(true);
         this.timers.borrow_mut(py).push(when, handle.clone_ref(py));
+        this.wakeup.wake(); // a parked loop re-reads its earliest deadline (see schedule_soon)
         Ok(handle)
     }
 
@@ -707,6 +718,48 @@ impl EventLoop {
 
     /// Drop every queued callback, timer and registration and the reactor; the loop is closed
     /// from here on.
+    /// The loop takes part in the cyclic GC: a loop dropped unclosed with callbacks pending
+    /// (which often refer back to it: `loop.stop`, a task, a transport's protocol) must be
+    /// found garbage, so that `Loop.__del__` warns and closes it, as asyncio's does.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: the GC runs traverse with the GIL held; the token only binds handles to read
+        // their fields (no Python API is called, no reference is made or dropped).
+        let py = unsafe { Python::assume_attached() };
+        if let Some(ready) = self.ready.try_borrow_for_gc() {
+            for h in ready.iter() {
+                Handle::traverse_if_owned(h.bind(py), &visit)?;
+            }
+        }
+        if let Some(timers) = self.timers.try_borrow_for_gc() {
+            for (_, t) in timers.iter() {
+                Handle::traverse_if_owned(t.bind(py).as_super(), &visit)?;
+            }
+        }
+        if let Some(selector) = self.selector.try_borrow_for_gc() {
+            for h in selector.handles() {
+                Handle::traverse_if_owned(h.bind(py), &visit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the GC calls to break a cycle through the loop: release every pending callback
+    /// (what `close()` does to them).
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let ready = self.ready.try_borrow_mut(py).map(|mut r| std::mem::take(&mut *r));
+            let timers = self.timers.try_borrow_mut(py).map(|mut t| t.take_all());
+            let registered = self.selector.try_borrow_mut(py).map(|mut s| s.take_all());
+            for h in ready.iter().flatten().chain(registered.iter().flatten()) {
+                h.get().release(py);
+            }
+            for (_, t) in timers.iter().flatten() {
+                t.bind(py).as_super().get().release(py);
+            }
+            drop((ready, timers, registered));
+        });
+    }
+
     fn _close(&self, py: Python<'_>) -> PyResult<()> {
         if self.is_running() {
             return Err(PyValueError::new_err("cannot close a running loop"));

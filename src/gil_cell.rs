@@ -32,6 +32,13 @@ impl<T> GilCell<T> {
         self.0.try_borrow_mut().ok()
     }
 
+    /// A shared borrow, which others may take too, for state that is only read (the loop's
+    /// reactor: the parked loop and a thread adding a watch meanwhile both use it).
+    #[inline]
+    pub fn try_borrow<'a>(&'a self, _py: Python<'_>) -> Option<Ref<'a, T>> {
+        self.0.try_borrow().ok()
+    }
+
     /// Shared borrow for the garbage collector's `__traverse__`, which pyo3 runs with the GIL
     /// held but without a `Python` token. Fails (and the caller reports nothing, which only
     /// keeps objects alive longer) if the cell is borrowed mutably at that moment.

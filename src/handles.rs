@@ -29,7 +29,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use pyo3::PyClass;
+use pyo3::{PyClass, PyTraverseError, PyVisit};
 
 use crate::errors::py_helper;
 use crate::gil_cell::GilCell;
@@ -220,6 +220,35 @@ impl Handle {
     pub(crate) fn retire(&self, py: Python<'_>) {
         let old = std::mem::replace(&mut *self.context.borrow_mut(py), py.None());
         drop(old);
+    }
+
+    /// For the loop's `__traverse__`: what this handle keeps alive, when the loop's container
+    /// is its only owner (reference count 1; weak references do not count). A handle is not
+    /// tracked by the GC itself (see the module note), so a loop that owns it reports its
+    /// contents as its own; one that someone else also holds reports nothing, since those
+    /// references may come from outside the loop.
+    pub(crate) fn traverse_if_owned(obj: &Bound<'_, Self>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: reading the reference count of a live object.
+        if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } != 1 {
+            return Ok(());
+        }
+        let this = obj.get();
+        if let Some(cb) = this.cb.try_borrow_for_gc() {
+            if let Some(cb) = &*cb {
+                visit.call(&cb.callback)?;
+                visit.call(&cb.args)?;
+            }
+        }
+        if let Some(ctx) = this.context.try_borrow_for_gc() {
+            visit.call(&*ctx)?;
+        }
+        if let Some(tb) = this.source_traceback.try_borrow_for_gc() {
+            visit.call(&*tb)?;
+        }
+        if let Some(repr) = this.repr.try_borrow_for_gc() {
+            visit.call(&*repr)?;
+        }
+        Ok(())
     }
 
     /// Give up the callback and its arguments (the loop is closing).

@@ -195,6 +195,14 @@ impl Selector {
     }
 
     /// Everything, for `close()`.
+    /// Every registered handle (for the loop's `__traverse__`).
+    pub fn handles(&self) -> impl Iterator<Item = &Py<Handle>> {
+        self.map
+            .values()
+            .flat_map(|r| [r.reader.as_ref(), r.writer.as_ref()])
+            .flatten()
+    }
+
     pub fn take_all(&mut self) -> Vec<Py<Handle>> {
         self.dormant.clear();
         self.map

@@ -80,3 +80,32 @@ def test_exit_is_reaped_only_when_published(monkeypatch, pidfd):
         loop.close()
     assert returncode == 0
     assert zombie is not None and zombie.si_pid > 0
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "waiting-thread"])
+def test_loop_closed_while_a_child_runs_leaves_no_zombie_and_no_fd(monkeypatch, caplog, pidfd):
+    """rose only: asyncio's outcome depends on its child watcher (3.11's threaded watcher
+    reaps the child and logs; 3.12+'s pidfd watcher leaves a zombie and its pidfd). rose, on
+    every Python: a thread reaps the child once it exits, closes the pidfd, and logs as 3.11's
+    watcher does."""
+    if not pidfd:
+        monkeypatch.delattr("os.pidfd_open")
+    loop = import_rose().new_event_loop()
+    before = len(os.listdir("/proc/self/fd"))
+
+    async def main():
+        return await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(0.3)")
+
+    proc = loop.run_until_complete(main())
+    pid = proc.pid
+    loop.close()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")  # reaped: not even a zombie
+    time.sleep(0.05)  # the reaping thread closes the pidfd right after
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert f"that handles pid {pid} is closed" in caplog.text
+    # The abandoned process object: its transport never heard of the exit (the loop was
+    # closed). Closing it finds the child gone, so nothing is killed and nothing warns.
+    proc._transport.close()

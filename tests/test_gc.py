@@ -9,7 +9,11 @@ and check the object is freed in each case.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
+import socket
+import warnings
 import weakref
 
 import pytest
@@ -76,3 +80,66 @@ def test_cycle_through_pending_handle_is_collected_after_close(loop, schedule):
     loop.close()
     del owner
     assert _freed(ref)
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _forever():
+    await asyncio.sleep(3600)
+
+
+PENDING = {
+    "call_soon": lambda lp: lp.call_soon(lp.stop),
+    "call_later": lambda lp: lp.call_later(3600, lp.stop),
+    "task": lambda lp: lp.create_task(_forever()),
+    "future-callback": lambda lp: lp.create_future().add_done_callback(lambda f: lp.stop()),
+}
+
+
+@contextlib.contextmanager
+def warning_texts():
+    """The (category, text) of every warning issued inside, without keeping their `source`
+    objects alive (catch_warnings(record=True) would, and so keep a collected loop alive)."""
+    texts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, *args, **kwargs: texts.append(
+            (category, str(message))
+        )
+        yield texts
+
+
+@pytest.mark.parametrize("pending", list(PENDING))
+def test_unclosed_loop_with_work_pending_is_collected(loop_factory, pending):
+    # A loop dropped without close() while something is pending (which refers back to the
+    # loop) is garbage: the collector finds it, `__del__` warns and closes it, and its fds are
+    # released, as asyncio's loop does.
+    before = _open_fds()
+    with warning_texts() as texts:
+        for _ in range(20):
+            lp = loop_factory()
+            ref = weakref.ref(lp)
+            PENDING[pending](lp)
+            del lp
+            assert _freed(ref)
+    unclosed = [(c, t) for c, t in texts if t.startswith("unclosed event loop")]
+    assert len(unclosed) == 20
+    assert all(c is ResourceWarning for c, _ in unclosed)
+    assert _open_fds() <= before
+
+
+def test_unclosed_loop_watching_an_fd_is_collected(loop_factory):
+    a, b = socket.socketpair()
+    try:
+        with warning_texts() as texts:
+            lp = loop_factory()
+            ref = weakref.ref(lp)
+            lp.add_reader(a, lp.stop)
+            del lp
+            assert _freed(ref)
+        assert any(t.startswith("unclosed event loop") for _, t in texts)
+    finally:
+        a.close()
+        b.close()

@@ -149,4 +149,5 @@ def test_call_soon_from_another_thread_runs_once(loop):
     loop.run_until_complete(main())
     thread.join()
     assert ran == ["from outside"]
-    assert isinstance(outcome["result"], asyncio.Handle)
+    handle = outcome["result"]
+    assert handle.cancelled() is False and callable(handle.cancel)

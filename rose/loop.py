@@ -391,7 +391,9 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)
-        _rose._sock_wait(self, fut, sock, 2, data, n)
+        # A view for the rest of the call, as asyncio takes one: while it lasts a bytearray
+        # cannot be resized under the send (BufferError), so what is sent is what was given.
+        _rose._sock_wait(self, fut, sock, 2, memoryview(data), n)
         return await fut
 
     sock_recvfrom = _Selector.sock_recvfrom

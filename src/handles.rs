@@ -265,7 +265,8 @@ impl Handle {
     }
 
     pub(crate) fn set_source_traceback(&self, py: Python<'_>, tb: Py<PyAny>) {
-        *self.source_traceback.borrow_mut(py) = Some(tb);
+        let old = self.source_traceback.borrow_mut(py).replace(tb);
+        drop(old); // outside the borrow: a drop may run Python code
     }
 
     pub(crate) fn cancel_bound(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -278,7 +279,8 @@ impl Handle {
             // asyncio keeps the repr (with callback and arguments) of a handle cancelled in
             // debug mode, for the messages that may mention it later.
             let r = slf.repr()?.into_any().unbind();
-            *this.repr.borrow_mut(py) = Some(r);
+            let old = this.repr.borrow_mut(py).replace(r);
+            drop(old);
         }
         let dropped = this.cb.borrow_mut(py).take();
         drop(dropped); // may run arbitrary __del__ code: outside the borrow
@@ -420,7 +422,9 @@ impl Handle {
 
     #[setter(_source_traceback)]
     fn set_private_source_traceback(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
-        *self.source_traceback.borrow_mut(py) = value;
+        // The old value is dropped outside the borrow: its `__del__` may read this handle.
+        let old = std::mem::replace(&mut *self.source_traceback.borrow_mut(py), value);
+        drop(old);
     }
 }
 

@@ -245,7 +245,8 @@ pub fn _sock_wait(
     )?;
     let write = op.get().is_write();
     let handle = EventLoop::make_watch_handle(event_loop, op.clone().into_any(), None)?;
-    *op.get().handle.borrow_mut(py) = Some(handle.clone_ref(py));
+    let old = op.get().handle.borrow_mut(py).replace(handle.clone_ref(py));
+    drop(old);
     EventLoop::watch_fd(event_loop, fd, handle, write, true)?;
     future.call_method1(intern!(py, "add_done_callback"), (op.getattr(intern!(py, "_done"))?,))?;
     Ok(())

@@ -280,7 +280,8 @@ impl StreamTransport {
     }
 
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
-        self.state.borrow_mut(py).common.transport = Some(transport);
+        let old = self.state.borrow_mut(py).common.transport.replace(transport);
+        drop(old);
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>, buffered: bool) {

@@ -161,11 +161,13 @@ impl FlowControl {
         true
     }
 
-    /// New watermarks (checked by the caller); returns the old ones to drop outside borrows.
-    pub fn set(&mut self, high: Bound<'_, PyAny>, low: Bound<'_, PyAny>) -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
-        self.high = high.extract()?;
-        self.low = low.extract()?;
-        Ok(self.limits.replace((high.unbind(), low.unbind())))
+    /// New watermarks (checked by the caller, and already converted to floats: a `__float__`
+    /// is Python code, which must not run while the state is borrowed); returns the old ones
+    /// to drop outside the borrow.
+    pub fn set(&mut self, high: (f64, Py<PyAny>), low: (f64, Py<PyAny>)) -> Option<(Py<PyAny>, Py<PyAny>)> {
+        self.high = high.0;
+        self.low = low.0;
+        self.limits.replace((high.1, low.1))
     }
 
     /// `get_write_buffer_limits()`: `(low, high)`.
@@ -555,7 +557,9 @@ pub fn set_write_buffer_limits<C: Core>(
     high: Bound<'_, PyAny>,
     low: Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let old = this.state().borrow_mut(py).common().flow.set(high, low)?;
+    let high = (high.extract::<f64>()?, high.unbind());
+    let low = (low.extract::<f64>()?, low.unbind());
+    let old = this.state().borrow_mut(py).common().flow.set(high, low);
     drop(old);
     maybe_pause_protocol(this, py)
 }

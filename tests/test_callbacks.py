@@ -165,6 +165,21 @@ def test_timer_handle_repr(loop, oracle_loop):
     assert "cancelled" in repr(handle)
 
 
+def test_source_traceback_replaced_while_its_old_value_reads_the_handle(loop):
+    # The old value's __del__ runs as it is replaced, and may use the handle.
+    handle = loop.call_soon(print)
+    seen = []
+
+    class Old:
+        def __del__(self):
+            seen.append(handle._source_traceback)
+
+    handle._source_traceback = Old()
+    handle._source_traceback = ["new"]
+    assert seen == [["new"]]
+    handle.cancel()
+
+
 def test_timer_handle_when_call_at(loop):
     when = loop.time() + 12.345678
     handle = loop.call_at(when, print)

@@ -135,6 +135,30 @@ def test_sock_recv_of_a_huge_size_is_memory_error(loop, pair):
     assert run(loop, main()) == b"still works"
 
 
+def test_sock_sendall_holds_its_buffer_until_done(loop, pair):
+    # Like asyncio, a pending sock_sendall keeps a view of its data: a bytearray cannot be
+    # resized under it (BufferError), so what is sent is exactly what was given.
+    a, b = pair
+    data = bytearray(pattern(8 << 20))
+
+    async def main():
+        pending = asyncio.ensure_future(loop.sock_sendall(a, data))
+        await asyncio.sleep(0.05)
+        assert not pending.done()  # the peer does not read: the send waits
+        with pytest.raises(BufferError):
+            del data[100:]
+        received = bytearray()
+        b.setblocking(False)
+        while len(received) < len(data):
+            chunk = await loop.sock_recv(b, 1 << 20)
+            received += chunk
+        await pending
+        del data[100:]  # released once done
+        return received
+
+    assert run(loop, main()) == pattern(8 << 20)
+
+
 def test_sock_recv_into(loop, pair):
     a, b = pair
     buf = bytearray(10)

@@ -849,6 +849,44 @@ def test_write_buffer_limits_accept_any_real_number(loop, tcp):
     assert received == payload
 
 
+def test_write_buffer_limits_whose_float_calls_back_into_the_transport(loop, tcp):
+    """A watermark is any real number, and its `__float__` is Python code that may use the
+    transport itself (even set the limits again): no crash, and the outer call wins."""
+
+    class Reentrant:
+        def __init__(self, transport, value):
+            self.transport, self.value = transport, value
+
+        def __float__(self):
+            self.transport.get_write_buffer_size()
+            self.transport.get_write_buffer_limits()
+            self.transport.set_write_buffer_limits(high=10, low=1)
+            return self.value
+
+        def __ge__(self, other):
+            return self.value >= other
+
+        def __le__(self, other):
+            return self.value <= other
+
+    async def main():
+        server, raw, srv = await tcp.accepted()
+        tr = srv.transport
+        high = Reentrant(tr, 1000.0)
+        tr.set_write_buffer_limits(high=high, low=0)
+        limits = tr.get_write_buffer_limits()
+        tr.write(b"after")
+        tr.close()
+        received = await recv_until_eof(raw)
+        await srv.lost
+        await closed(server)
+        return limits, high, received
+
+    limits, high, received = run(loop, main())
+    assert limits == (0, high)
+    assert received == b"after"
+
+
 # ----------------------------------------------------------------------------------------
 # 5. accept() out of file descriptors
 # ----------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class TimerHandle(Handle):
 class EventLoop:
     """The compiled base of `rose.Loop`: ready queue, timer heap, reactor and run step."""
 
-    _debug: bool
+    _debug: Any
     _stopping: bool
     _thread_id: int | None
     @property
@@ -81,7 +81,7 @@ class EventLoop:
     def stop(self) -> None: ...
     def is_running(self) -> bool: ...
     def is_closed(self) -> bool: ...
-    def get_debug(self) -> bool: ...
+    def get_debug(self) -> Any: ...
     def _run_forever_inner(self) -> None: ...
     def _run_once(self) -> None: ...
     def _write_to_self(self) -> None: ...
@@ -104,7 +104,7 @@ def _set_threadsafe_handles(enabled: bool) -> None:
     """Where asyncio has `_ThreadSafeHandle` (3.14+): cancel()/cancelled() of a
     `call_soon_threadsafe` handle from another thread wait while its callback runs."""
 
-def _install_fast_methods(cls: type[EventLoop]) -> None:
+def _install_fast_methods(cls: type[EventLoop], qualnames: tuple[str, str, str, str]) -> None:
     """Put the raw vectorcall versions of call_soon/call_soon_threadsafe/call_later/call_at
     on `cls` (a subclass of `EventLoop`)."""
 
@@ -199,7 +199,7 @@ class SockOp:
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
     def _done(self, _future: Any) -> None: ...
 
-def _sock_try_recv(fd: int, n: int) -> bytes | None:
+def _sock_try_recv(fd: int, n: Any) -> bytes | None:
     """`recv(n)` once: the data, or None if it would block."""
 
 def _sock_try_recv_into(fd: int, buf: Any) -> int | None:

@@ -18,6 +18,7 @@ import os
 import select
 import selectors
 import signal
+import socket
 import sys
 import threading
 import time
@@ -102,6 +103,18 @@ def _fileobj_to_fd(fileobj):
             raise ValueError(f"Invalid file object: {fileobj!r}") from None
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+_MAX_FD = 2**31 - 1  # an fd is a C int
+
+
+def _watchable_fd(fileobj):
+    """The fd to watch, with the errors of asyncio's selector: selectors' checks, then epoll's
+    own for a number beyond a C int."""
+    fd = _fileobj_to_fd(fileobj)
+    if fd > _MAX_FD:
+        raise OverflowError("Python int too large to convert to C int")
     return fd
 
 
@@ -306,24 +319,26 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     def _add_reader(self, fd, callback, *args, context=None):
         self._check_closed()
         handle = self._make_handle(callback, args, context)
-        self._watch(_fileobj_to_fd(fd), handle, False)
+        self._watch(_watchable_fd(fd), handle, False)
         return handle
 
     def _add_writer(self, fd, callback, *args, context=None):
         self._check_closed()
         handle = self._make_handle(callback, args, context)
-        self._watch(_fileobj_to_fd(fd), handle, True)
+        self._watch(_watchable_fd(fd), handle, True)
         return handle
 
     def _remove_reader(self, fd):
         if self.is_closed():
             return False
-        return self._unwatch(_fileobj_to_fd(fd), False)
+        fd = _fileobj_to_fd(fd)
+        return fd <= _MAX_FD and self._unwatch(fd, False)  # a bigger one is not watched
 
     def _remove_writer(self, fd):
         if self.is_closed():
             return False
-        return self._unwatch(_fileobj_to_fd(fd), True)
+        fd = _fileobj_to_fd(fd)
+        return fd <= _MAX_FD and self._unwatch(fd, True)
 
     def add_reader(self, fd, callback, *args):
         """Call `callback(*args)` whenever `fd` is readable (level-triggered)."""
@@ -354,6 +369,8 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     async def sock_recv(self, sock, n):
         """Receive up to `n` bytes from the non-blocking socket `sock`."""
+        if not isinstance(sock, socket.socket):  # asyncio's own code for anything else
+            return await _Selector.sock_recv(self, sock, n)
         base_events._check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
@@ -368,6 +385,8 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer `buf`; returns the number of bytes received."""
+        if not isinstance(sock, socket.socket):
+            return await _Selector.sock_recv_into(self, sock, buf)
         base_events._check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
@@ -382,6 +401,8 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     async def sock_sendall(self, sock, data):
         """Send all of `data` to the connected socket `sock`."""
+        if not isinstance(sock, socket.socket):
+            return await _Selector.sock_sendall(self, sock, data)
         base_events._check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
@@ -395,6 +416,12 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         # cannot be resized under the send (BufferError), so what is sent is what was given.
         _rose._sock_wait(self, fut, sock, 2, memoryview(data), n)
         return await fut
+
+    # asyncio's versions of the three above, for objects that are not sockets (duck-typed
+    # ones, whose own recv/send must be called).
+    _sock_recv = _Selector._sock_recv
+    _sock_recv_into = _Selector._sock_recv_into
+    _sock_sendall = _Selector._sock_sendall
 
     sock_recvfrom = _Selector.sock_recvfrom
     _sock_recvfrom = _Selector._sock_recvfrom
@@ -677,5 +704,12 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
 
 # call_soon/call_soon_threadsafe/call_later/call_at: raw vectorcall entry points (src/fastcall.rs).
-_rose._install_fast_methods(Loop)
+# Their argument errors name asyncio's own methods, as asyncio's messages do.
+_rose._install_fast_methods(
+    Loop,
+    tuple(
+        getattr(_Base, name).__qualname__
+        for name in ("call_soon", "call_soon_threadsafe", "call_later", "call_at")
+    ),
+)
 _rose._set_threadsafe_handles(_compat.THREADSAFE_HANDLES)

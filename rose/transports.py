@@ -13,6 +13,7 @@ formatting are: fatal errors, EOF, `connection_lost`, the repr.
 
 from __future__ import annotations
 
+import types
 import warnings
 from asyncio import base_events, constants, exceptions, futures, protocols, transports, trsock
 from asyncio.log import logger
@@ -23,6 +24,7 @@ __all__ = ("_SelectorDatagramTransport", "_SelectorSocketTransport")
 
 
 _NOT_YET = object()
+_NO_EXTRA = types.MappingProxyType({})  # `.get` of an unhashable name raises, as dict's does
 
 
 # How a transport tells its server about itself: 3.13+ servers keep the transports (for
@@ -100,7 +102,7 @@ class _RoseTransport(transports._FlowControlMixin):
         if name == "peername":
             return self._peername
         extra = self._extra
-        return default if extra is None else extra.get(name, default)
+        return (_NO_EXTRA if extra is None else extra).get(name, default)
 
     def _get_sockname(self):
         sockname = self._sockname

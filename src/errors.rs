@@ -1,7 +1,7 @@
 //! Errors and the Python-side helpers the core calls on its slow paths.
 //!
-//! Rust errors become Python exceptions here, once: `io::Error` through pyo3's conversion
-//! (an `OSError` subclass chosen by errno), loop state errors as `RuntimeError` with asyncio's
+//! Rust errors become Python exceptions here, once: `io::Error` as `OSError(errno, strerror)`
+//! (Python picks the subclass by errno), loop state errors as `RuntimeError` with asyncio's
 //! own messages. Formatting that must match asyncio to the character (handle reprs, the
 //! exception-handler context of a failing callback, the slow-callback warning) is done by
 //! `rose/_helpers.py`, which uses asyncio's own formatting helpers.
@@ -37,6 +37,15 @@ pub fn os_error(errno: i32) -> PyErr {
         None => text,
     };
     PyOSError::new_err((errno, strerror))
+}
+
+/// An `io::Error` as the OSError Python would raise for it: with its errno and strerror (pyo3's
+/// own conversion leaves errno None and keeps Rust's " (os error N)" text).
+pub fn io_error(err: std::io::Error) -> PyErr {
+    match err.raw_os_error() {
+        Some(errno) => os_error(errno),
+        None => PyOSError::new_err(err.to_string()),
+    }
 }
 
 /// The errno of the last failed libc call.

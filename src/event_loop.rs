@@ -26,7 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::errors::{loop_closed, py_helper, reactor_busy};
+use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, TimerHandle};
 use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
@@ -87,6 +87,8 @@ pub struct EventLoop {
     thread_id: AtomicI64,
     last_poll: AtomicI64,
     selector_events: GilCell<Vec<(i32, u32)>>,
+    /// What `set_debug` was given, unless a bool (see `_debug`).
+    debug_value: GilCell<Option<Py<PyAny>>>,
     /// Spare `Handle`s that ran and that nobody else references (see `Handle::recyclable`).
     spare: GilCell<Vec<Py<Handle>>>,
     spare_timers: GilCell<Vec<Py<TimerHandle>>>,
@@ -126,7 +128,7 @@ impl EventLoop {
             if let Some(old) = cell.take() {
                 std::mem::forget(old);
             }
-            let fresh = Reactor::new()?;
+            let fresh = Reactor::new().map_err(io_error)?;
             if let Some(mut sel) = self.selector.try_borrow_mut(py) {
                 sel.reregister(&fresh);
             }
@@ -321,7 +323,7 @@ impl EventLoop {
                 return Ok(now);
             }
             let mut events = self.selector_events.borrow_mut(py);
-            self.reactor(py)?.selector_wait(&mut events)?;
+            self.reactor(py)?.selector_wait(&mut events).map_err(io_error)?;
             if !events.is_empty() || busy {
                 self.queue_selector_events(py, &events)?;
                 events.clear();
@@ -344,7 +346,7 @@ impl EventLoop {
                 wakeup.end_park();
                 ev
             });
-            let ev = ev?;
+            let ev = ev.map_err(io_error)?;
             now = monotonic_ns();
             self.last_poll.store(now, Ordering::Relaxed);
             ev
@@ -361,7 +363,7 @@ impl EventLoop {
         let poll_selector = (selector_active && busy) || ev & EV_SELECTOR != 0;
         let mut events = self.selector_events.borrow_mut(py);
         if poll_selector {
-            r.selector_wait(&mut events)?;
+            r.selector_wait(&mut events).map_err(io_error)?;
         }
         drop(reactor);
         if !events.is_empty() {
@@ -468,7 +470,7 @@ impl EventLoop {
     /// Arm a one-shot watch again (its event came but the call would still block).
     pub(crate) fn rearm_oneshot_watch(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
         let reactor = self.reactor(py)?;
-        self.selector.borrow_mut(py).rearm(&reactor, fd)?;
+        self.selector.borrow_mut(py).rearm(&reactor, fd).map_err(io_error)?;
         Ok(())
     }
 
@@ -485,7 +487,11 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         let reactor = this.reactor(py)?;
-        let old = this.selector.borrow_mut(py).add(&reactor, fd, write, handle, oneshot)?;
+        let old = this
+            .selector
+            .borrow_mut(py)
+            .add(&reactor, fd, write, handle, oneshot)
+            .map_err(io_error)?;
         drop(reactor);
         if let Some(old) = old {
             Handle::cancel_bound(old.bind(py))?;
@@ -524,6 +530,7 @@ impl EventLoop {
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             thread_id: AtomicI64::new(NO_THREAD),
+            debug_value: GilCell::new(None),
             last_poll: AtomicI64::new(0),
             selector_events: GilCell::new(Vec::new()),
             spare: GilCell::new(Vec::new()),
@@ -602,18 +609,32 @@ impl EventLoop {
         self.closed.load(Ordering::Relaxed)
     }
 
-    fn get_debug(&self) -> bool {
-        self.debug()
+    fn get_debug(&self, py: Python<'_>) -> Py<PyAny> {
+        self._debug(py)
     }
 
+    /// The debug setting as given (asyncio keeps any object: `set_debug(1)` makes
+    /// `get_debug()` return 1); the core acts on its truth.
     #[getter]
-    fn _debug(&self) -> bool {
-        self.debug()
+    fn _debug(&self, py: Python<'_>) -> Py<PyAny> {
+        match &*self.debug_value.borrow_mut(py) {
+            Some(value) => value.clone_ref(py),
+            None => pyo3::types::PyBool::new(py, self.debug())
+                .to_owned()
+                .into_any()
+                .unbind(),
+        }
     }
 
     #[setter(_debug)]
-    fn set_private_debug(&self, value: bool) {
-        self.shared.debug.store(value, Ordering::Relaxed);
+    fn set_private_debug(&self, value: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = value.py();
+        let truth = value.is_truthy()?;
+        let kept = (!value.is_instance_of::<pyo3::types::PyBool>()).then(|| value.unbind());
+        let old = std::mem::replace(&mut *self.debug_value.borrow_mut(py), kept);
+        drop(old);
+        self.shared.debug.store(truth, Ordering::Relaxed);
+        Ok(())
     }
 
     #[getter]
@@ -725,6 +746,9 @@ impl EventLoop {
         // SAFETY: the GC runs traverse with the GIL held; the token only binds handles to read
         // their fields (no Python API is called, no reference is made or dropped).
         let py = unsafe { Python::assume_attached() };
+        if let Some(value) = self.debug_value.try_borrow_for_gc() {
+            visit.call(&*value)?;
+        }
         if let Some(ready) = self.ready.try_borrow_for_gc() {
             for h in ready.iter() {
                 Handle::traverse_if_owned(h.bind(py), &visit)?;

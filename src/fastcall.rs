@@ -15,10 +15,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{PySystemError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{ffi, Borrowed};
 
 use crate::event_loop::EventLoop;
+
+/// What argument errors call the four methods (see `Kind::qualname`).
+static QUALNAMES: PyOnceLock<[String; 4]> = PyOnceLock::new();
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -36,6 +40,19 @@ impl Kind {
             Kind::Later => "call_later",
             Kind::At => "call_at",
         }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name asyncio's own method reports in argument errors ("BaseEventLoop.call_soon"),
+    /// as given to `_install_fast_methods`.
+    fn qualname(self, py: Python<'_>) -> String {
+        QUALNAMES
+            .get(py)
+            .map(|names| names[self.index()].clone())
+            .unwrap_or_else(|| self.name().to_owned())
     }
 
     /// Names of the leading positional parameters.
@@ -71,57 +88,75 @@ unsafe fn dispatch<'py>(
     };
     // SAFETY: as above, `args` holds nargs + nkw pointers.
     let all = unsafe { std::slice::from_raw_parts(args, nargs + nkw) };
-    let method = kind.name();
+    let method = kind.qualname(py);
     let lead = kind.leading();
-    if nargs < lead.len() {
-        let missing = &lead[nargs..];
-        let names = missing
-            .iter()
-            .map(|n| format!("'{n}'"))
-            .collect::<Vec<_>>()
-            .join(" and ");
-        let plural = if missing.len() == 1 { "argument" } else { "arguments" };
-        return Err(PyTypeError::new_err(format!(
-            "{method}() missing {} required positional {plural}: {names}",
-            missing.len()
-        )));
+    // SAFETY: each pointer in `all` is a valid borrowed reference for the call's duration.
+    let arg = |i: usize| unsafe { Borrowed::from_ptr(py, all[i]) }.to_owned();
+    // Python's own binding of `(self, lead..., *args, context=None)`: positional first, then
+    // keywords (a leading parameter may be passed by name), then what is still missing.
+    let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
+    for (i, slot) in slots.iter_mut().enumerate().take(nargs.min(lead.len())) {
+        *slot = Some(arg(i));
     }
     let mut context = None;
     for i in 0..nkw {
         // SAFETY: index < size of the kwnames tuple; the item is a borrowed str.
         let name = unsafe { Borrowed::from_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t)) };
         let name = name.cast::<PyString>()?;
-        if name.to_str()? == "context" {
-            // SAFETY: keyword values follow the positional ones in `all`.
-            context = Some(unsafe { Borrowed::from_ptr(py, all[nargs + i]) }.to_owned());
+        let name = name.to_str()?;
+        let value = arg(nargs + i); // keyword values follow the positional ones in `all`
+        if name == "context" {
+            context = Some(value);
+        } else if let Some(pos) = lead.iter().position(|l| *l == name) {
+            if slots[pos].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{method}() got multiple values for argument '{name}'"
+                )));
+            }
+            slots[pos] = Some(value);
         } else {
             return Err(PyTypeError::new_err(format!(
-                "{method}() got an unexpected keyword argument '{}'",
-                name.to_str()?
+                "{method}() got an unexpected keyword argument '{name}'"
             )));
         }
     }
-    // SAFETY: each pointer in `all` is a valid borrowed reference for the call's duration.
-    let arg = |i: usize| unsafe { Borrowed::from_ptr(py, all[i]) }.to_owned();
-    let rest = if nargs == lead.len() {
+    let missing: Vec<_> = (0..lead.len())
+        .filter(|&i| slots[i].is_none())
+        .map(|i| lead[i])
+        .collect();
+    if !missing.is_empty() {
+        let names = match missing.as_slice() {
+            [one] => format!("'{one}'"),
+            [a, b] => format!("'{a}' and '{b}'"),
+            _ => unreachable!("at most two leading parameters"),
+        };
+        let plural = if missing.len() == 1 { "argument" } else { "arguments" };
+        return Err(PyTypeError::new_err(format!(
+            "{method}() missing {} required positional {plural}: {names}",
+            missing.len()
+        )));
+    }
+    let rest = if nargs <= lead.len() {
         PyTuple::empty(py)
     } else {
         PyTuple::new(py, (lead.len()..nargs).map(arg))?
     };
+    let [first, second] = slots;
+    let first = first.expect("bound above");
     // SAFETY: the descriptor only accepts instances of `EventLoop` (or subclasses) as self.
     let slf = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<EventLoop>() };
     let slf = slf.as_borrowed();
     Ok(match kind {
-        Kind::Soon => EventLoop::call_soon(&slf, arg(0), rest, context)?
+        Kind::Soon => EventLoop::call_soon(&slf, first, rest, context)?
             .into_bound(py)
             .into_any(),
-        Kind::SoonThreadsafe => EventLoop::call_soon_threadsafe(&slf, arg(0), rest, context)?
+        Kind::SoonThreadsafe => EventLoop::call_soon_threadsafe(&slf, first, rest, context)?
             .into_bound(py)
             .into_any(),
-        Kind::Later => EventLoop::call_later(&slf, arg(0), arg(1), rest, context)?
+        Kind::Later => EventLoop::call_later(&slf, first, second.expect("bound above"), rest, context)?
             .into_bound(py)
             .into_any(),
-        Kind::At => EventLoop::call_at(&slf, arg(0), arg(1), rest, context)?
+        Kind::At => EventLoop::call_at(&slf, first, second.expect("bound above"), rest, context)?
             .into_bound(py)
             .into_any(),
     })
@@ -187,36 +222,39 @@ type Raw = unsafe extern "C" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
+// The docstrings start with a text signature (`inspect.signature` reads it).
 const METHODS: [(&CStr, Raw, &CStr); 4] = [
     (
         c"call_soon",
         call_soon_raw,
-        c"Schedule callback(*args) to run soon, in FIFO order.",
+        c"call_soon($self, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run soon, in FIFO order.",
     ),
     (
         c"call_soon_threadsafe",
         call_soon_threadsafe_raw,
-        c"Like call_soon(), from any thread; wakes a sleeping loop.",
+        c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes a sleeping loop.",
     ),
     (
         c"call_later",
         call_later_raw,
-        c"Schedule callback(*args) after delay seconds.",
+        c"call_later($self, delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) after delay seconds.",
     ),
     (
         c"call_at",
         call_at_raw,
-        c"Schedule callback(*args) at loop time `when`.",
+        c"call_at($self, when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time `when`.",
     ),
 ];
 
-/// Install the raw methods on `cls` (a subclass of `EventLoop`), replacing the inherited ones.
+/// Install the raw methods on `cls` (a subclass of `EventLoop`), replacing the inherited ones;
+/// `qualnames` are what their argument errors call them (asyncio's, for its messages).
 #[pyfunction]
-pub fn _install_fast_methods(py: Python<'_>, cls: &Bound<'_, PyType>) -> PyResult<()> {
+pub fn _install_fast_methods(py: Python<'_>, cls: &Bound<'_, PyType>, qualnames: [String; 4]) -> PyResult<()> {
     let base = py.get_type::<EventLoop>();
     if !cls.is_subclass(&base)? {
         return Err(PyTypeError::new_err("expected a subclass of rose._rose.EventLoop"));
     }
+    let _ = QUALNAMES.set(py, qualnames);
     for (name, func, doc) in METHODS {
         // The definition must outlive the descriptor: leak it (four per process).
         let def = Box::leak(Box::new(ffi::PyMethodDef {

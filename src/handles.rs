@@ -28,6 +28,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
 use pyo3::types::PyTuple;
 use pyo3::{PyClass, PyTraverseError, PyVisit};
 
@@ -466,6 +467,49 @@ impl TimerHandle {
 
     fn when(&self) -> f64 {
         self.deadline()
+    }
+
+    /// asyncio's TimerHandle: hashed by its deadline.
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        pyo3::types::PyFloat::new(py, self.deadline()).hash()
+    }
+
+    /// asyncio's TimerHandle order: by deadline (`<=`/`>=` also when equal); equal when the
+    /// deadline, callback, arguments and cancelled state are; other types: NotImplemented.
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().deadline(), other.get().deadline());
+        let equal = || -> PyResult<bool> {
+            if a != b {
+                return Ok(false);
+            }
+            let (x, y) = (slf.as_super().get(), other.as_super().get());
+            if x.is_cancelled() != y.is_cancelled() {
+                return Ok(false);
+            }
+            let callbacks = |h: &Handle| {
+                h.cb.borrow_mut(py)
+                    .as_ref()
+                    .map(|c| (c.callback.clone_ref(py), c.args.clone_ref(py)))
+            };
+            match (callbacks(x), callbacks(y)) {
+                (None, None) => Ok(true),
+                (Some((f, fa)), Some((g, ga))) => Ok(f.bind(py).eq(g.bind(py))? && fa.bind(py).eq(ga.bind(py))?),
+                _ => Ok(false),
+            }
+        };
+        let result = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Gt => a > b,
+            CompareOp::Le => a < b || equal()?,
+            CompareOp::Ge => a > b || equal()?,
+            CompareOp::Eq => equal()?,
+            CompareOp::Ne => !equal()?,
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
     }
 
     #[getter]

@@ -38,6 +38,12 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    for name in ["Handle", "TimerHandle"] {
+        // Setting `__name__` makes the type's C name plain "TimerHandle" (not
+        // "rose._rose.TimerHandle"), as in the messages Python builds from it for asyncio's own
+        // handles: "'<' not supported between instances of 'TimerHandle' and 'int'".
+        m.getattr(name)?.setattr("__name__", name)?;
+    }
     m.add_class::<stream::StreamTransport>()?;
     m.add_class::<udp::DatagramTransport>()?;
     m.add_class::<sock::SockOp>()?;

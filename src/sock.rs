@@ -14,7 +14,8 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt};
@@ -70,7 +71,16 @@ fn try_recv<'py>(py: Python<'py>, fd: RawFd, n: isize) -> PyResult<Option<Bound<
 /// `recv_into(buf)`: Ok(Some(nbytes)), Ok(None) if it would block, or the error. An empty
 /// buffer gets 0 at once, without a syscall (CPython's `recv_into`).
 fn try_recv_into(py: Python<'_>, fd: RawFd, buf: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
-    let mut view = RawBuffer::get(buf, true)?;
+    let mut view = RawBuffer::get(buf, true).map_err(|_| {
+        let name = if buf.is_none() {
+            "None".to_owned() // CPython's argument parser says None, not NoneType
+        } else {
+            buf.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        };
+        PyTypeError::new_err(format!(
+            "recv_into() argument 1 must be read-write bytes-like object, not {name}"
+        ))
+    })?;
     if view.len() == 0 {
         return Ok(Some(0));
     }
@@ -194,10 +204,27 @@ impl SockOp {
     }
 }
 
+/// `n` as `socket.recv` converts its size: any integer-like object, and CPython's own
+/// OverflowError ("... to convert to C ssize_t") for one that does not fit.
+fn recv_size(n: &Bound<'_, PyAny>) -> PyResult<isize> {
+    let py = n.py();
+    // SAFETY: `n` is a live object; PyNumber_Index returns a new reference or NULL with an
+    // exception set, and may run `__index__` (no borrow is held here).
+    let index = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(n.as_ptr())) }?;
+    // SAFETY: `index` is an int; -1 with an exception set means it does not fit.
+    let size = unsafe { ffi::PyLong_AsSsize_t(index.as_ptr()) };
+    if size == -1 {
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+    }
+    Ok(size)
+}
+
 /// Try `recv(n)` once: the data, or None if it would block.
 #[pyfunction]
-pub fn _sock_try_recv(py: Python<'_>, fd: RawFd, n: isize) -> PyResult<Option<Bound<'_, PyBytes>>> {
-    try_recv(py, fd, n)
+pub fn _sock_try_recv<'py>(py: Python<'py>, fd: RawFd, n: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    try_recv(py, fd, recv_size(n)?)
 }
 
 /// Try `recv_into(buf)` once: the byte count, or None if it would block.
@@ -227,7 +254,7 @@ pub fn _sock_wait(
 ) -> PyResult<()> {
     let py = event_loop.py();
     let kind = match kind {
-        0 => Kind::Recv(arg.extract()?),
+        0 => Kind::Recv(recv_size(arg)?),
         1 => Kind::RecvInto(arg.clone().unbind()),
         _ => Kind::SendAll(arg.clone().unbind(), GilCell::new(sent)),
     };

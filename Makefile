@@ -19,11 +19,11 @@ CARGO_FLAGS := --target-dir $(BUILD)
 TEST_DEPS := "pytest>=7" "pytest-timeout>=2" "trustme>=1"
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug tulip tulip-stdlib wheels bench bench-echo bench-udp bench-rss bench-tls lint \
+	test-debug reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-udp bench-rss bench-tls lint \
 	stubtest clean
 
 help:  ## list the targets
-	@grep -E '^[a-z0-9.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9. -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 install:  ## install rose (release build) with test and benchmark extras
 	$(PYTHON) -m pip install -q ".[test,bench]"
@@ -63,6 +63,15 @@ test-python:  ## pytest: every test on rose and on stdlib asyncio
 
 test-debug:  ## pytest again with PYTHONASYNCIODEBUG=1
 	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q
+
+reliability:  ## the reliability tier alone (fuzz, bad-input sweep, leaks, faults; part of test-python)
+	$(PYTHON) -m pytest tests/reliability -q
+
+fuzz:  ## the differential scheduling fuzz, long: ROSE_FUZZ_SEEDS seeds (default 5000)
+	ROSE_FUZZ_SEEDS=$(or $(ROSE_FUZZ_SEEDS),5000) $(PYTHON) -m pytest tests/reliability/test_fuzz_scheduling.py -q
+
+soak:  ## the leak checks, long (a million callbacks, 100,000 connections, ...)
+	ROSE_SOAK=1 $(PYTHON) -m pytest tests/reliability/test_leaks.py -q -o timeout=3600
 
 tulip:  ## CPython's test_asyncio (PYTHON's own) against rose (and `make tulip LOOP=asyncio`)
 	$(PYTHON) tulip-suite/run.py --loop $(or $(LOOP),rose)

@@ -119,11 +119,17 @@ def test_write_and_close_from_another_thread(loop, size):
 
     thread, outcome = in_thread(foreign)
 
+    async def ticker():
+        while True:
+            await asyncio.sleep(0.05)
+
     async def finish():
-        # A timer keeps the stdlib loop from sleeping through a close from another thread
-        # (asyncio's call_soon does not wake it); rose wakes itself.
+        # A ticking timer keeps the stdlib loop from sleeping through a close from another
+        # thread (asyncio's call_soon does not wake it); rose wakes itself.
+        tick = asyncio.ensure_future(ticker())
         await asyncio.wait_for(client.lost, TIMEOUT)
         await asyncio.wait_for(sink.lost, TIMEOUT)
+        tick.cancel()
         server.close()
         await server.wait_closed()
 

@@ -56,7 +56,8 @@ def test_programs_order_events_as_asyncio(seeds):
             if got == expected:
                 break
         if got != expected:
-            at = next(i for i, (a, b) in enumerate(zip(expected + [None], got + [None])) if a != b)
+            pairs = zip(expected + [None], got + [None], strict=False)
+            at = next(i for i, (a, b) in enumerate(pairs) if a != b)
             pytest.fail(
                 f"seed {seed}: first difference at event {at}\n"
                 f"asyncio: {expected[at:at + 12]}\nrose:    {got[at:at + 12]}\n"

@@ -165,7 +165,17 @@ class _RoseTransport(transports._FlowControlMixin):
     def is_closing(self):
         return self._core.is_closing()
 
+    def _check_thread(self):
+        # asyncio's debug mode refuses, from another thread, the callback that close() (with
+        # nothing buffered) and abort() schedule; rose refuses the call itself, before the
+        # transport changes (asyncio's is left half-closed for good).
+        loop = self._loop
+        if loop is not None and loop._debug:
+            loop._check_thread()
+
     def close(self):
+        if not self._core.get_write_buffer_size():
+            self._check_thread()
         self._core.close()
 
     def is_reading(self):
@@ -180,6 +190,7 @@ class _RoseTransport(transports._FlowControlMixin):
             logger.debug("%r resumes reading", self)
 
     def abort(self):
+        self._check_thread()
         self._core._force_close(None)
 
     def get_write_buffer_size(self):

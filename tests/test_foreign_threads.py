@@ -15,6 +15,7 @@ import time
 import pytest
 
 TIMEOUT = 5
+THREAD_CHECK = "Non-thread-safe operation invoked on an event loop other than the current one"
 
 
 def in_thread(func, *args):
@@ -101,6 +102,8 @@ class Sink(asyncio.Protocol):
 
 @pytest.mark.parametrize("size", [100, 8 << 20], ids=["small", "8MiB-buffered"])
 def test_write_and_close_from_another_thread(loop, size):
+    # Outside debug mode, which refuses these calls (the tests below).
+    loop.set_debug(False)
     payload = bytes(range(256)) * (size // 256)
 
     async def setup():
@@ -127,9 +130,11 @@ def test_write_and_close_from_another_thread(loop, size):
         # A ticking timer keeps the stdlib loop from sleeping through a close from another
         # thread (asyncio's call_soon does not wake it); rose wakes itself.
         tick = asyncio.ensure_future(ticker())
-        await asyncio.wait_for(client.lost, TIMEOUT)
-        await asyncio.wait_for(sink.lost, TIMEOUT)
-        tick.cancel()
+        try:
+            await asyncio.wait_for(client.lost, TIMEOUT)
+            await asyncio.wait_for(sink.lost, TIMEOUT)
+        finally:
+            tick.cancel()
         server.close()
         await server.wait_closed()
 
@@ -140,7 +145,38 @@ def test_write_and_close_from_another_thread(loop, size):
     assert transport.is_closing() and client.lost.result() is None
 
 
+def test_close_refused_by_debug_mode_changes_nothing(loop):
+    """rose only: in debug mode asyncio refuses the callback that close() from another thread
+    schedules, after the transport has begun to close (it stays half-closed: no
+    connection_lost); rose refuses the call before anything changes."""
+    import rose
+
+    lp = rose.new_event_loop()
+    lp.set_debug(True)
+
+    async def setup():
+        server = await lp.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        transport, client = await lp.create_connection(Sink, *server.sockets[0].getsockname())
+        return server, transport, client
+
+    server, transport, client = lp.run_until_complete(setup())
+    thread, outcome = in_thread(transport.close)
+    lp.run_until_complete(asyncio.sleep(0.3))
+    thread.join()
+    try:
+        assert str(outcome["error"]) == THREAD_CHECK
+        assert not transport.is_closing()
+        transport.write(b"still usable")
+        transport.close()
+        lp.run_until_complete(asyncio.wait_for(client.lost, TIMEOUT))
+    finally:
+        server.close()
+        lp.run_until_complete(server.wait_closed())
+        lp.close()
+
+
 def test_call_soon_from_another_thread_runs_once(loop):
+    loop.set_debug(False)  # (debug mode refuses it: below)
     ran = []
     thread, outcome = in_thread(loop.call_soon, ran.append, "from outside")
 
@@ -157,3 +193,12 @@ def test_call_soon_from_another_thread_runs_once(loop):
     assert ran == ["from outside"]
     handle = outcome["result"]
     assert handle.cancelled() is False and callable(handle.cancel)
+
+
+def test_debug_mode_refuses_call_soon_from_another_thread(loop):
+    loop.set_debug(True)
+    thread, outcome = in_thread(loop.call_soon, print)
+    loop.run_until_complete(asyncio.sleep(0.3))
+    thread.join()
+    error = outcome["error"]
+    assert type(error) is RuntimeError and str(error) == THREAD_CHECK

@@ -431,23 +431,54 @@ def test_cli_module(impl, program, tmp_path, kind):
     assert lines[1:] == loop_lines(impl)
 
 
-def test_cli_missing_script(impl, tmp_path):
-    proc = run_python([*cli_prefix(impl), "no_such_script_for_rose.py"], cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "no_such_script_for_rose.py" in proc.stderr
+SCRIPT_FAILS = """\
+import sys
+print(__file__, sys.argv, sys.path[0], sorted(globals()))
+def inner():
+    raise ValueError("boom")
+inner()
+"""
+
+SCRIPT_INTERRUPTED = """\
+print("before")
+raise KeyboardInterrupt
+"""
+
+CODE = "import sys; print(sys.argv, repr(sys.path[0]), __name__, sorted(globals()))"
+
+CLI_CASES = {
+    # name: (arguments after `python` / `python -m rose`, files to write in the folder)
+    "script": (["fails.py", "a", "-m"], {"fails.py": SCRIPT_FAILS}),
+    "script-keyboard-interrupt": (["interrupted.py"], {"interrupted.py": SCRIPT_INTERRUPTED}),
+    "missing-script": (["no_such_script.py"], {}),
+    "missing-module": (["-m", "no_such_module_for_rose"], {}),
+    "missing-submodule": (["-m", "json.no_such_part"], {}),
+    "module-raising-importerror": (["-m", "importer"], {"importer.py": "import no_such_thing\n"}),
+    "code": (["-c", CODE, "x", "y"], {}),
+    "dash-m-alone": (["-m"], {}),
+}
 
 
-def test_cli_missing_module(impl, tmp_path):
-    args = ["-m", "no_such_module_for_rose"]
-    proc = run_python([*cli_prefix(impl), *args], cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "No module named no_such_module_for_rose" in proc.stderr
-
-
-def test_cli_dash_m_without_module(impl, tmp_path):
-    proc = run_python([*cli_prefix(impl), "-m"], cwd=tmp_path)
-    assert proc.returncode != 0
-    assert proc.stderr.strip()
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_runs_programs_as_python_does(case, tmp_path):
+    # `python -m rose ARGS` against `python ARGS`: the same output, messages, tracebacks (no
+    # frames of rose's own) and exit status.
+    import_rose()
+    args, files = CLI_CASES[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    env = child_env(paths=[tmp_path])
+    expected = run_python(args, cwd=tmp_path, env=env)
+    got = run_python(["-m", "rose", *args], cwd=tmp_path, env=env)
+    if case == "dash-m-alone":  # (python adds its own usage text)
+        assert got.returncode == expected.returncode == 2
+        assert got.stderr.splitlines()[0] == expected.stderr.splitlines()[0]
+        return
+    assert (got.returncode, got.stdout, got.stderr) == (
+        expected.returncode,
+        expected.stdout,
+        expected.stderr,
+    )
 
 
 def test_cli_rose_without_arguments(tmp_path):

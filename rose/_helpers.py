@@ -22,8 +22,20 @@ def _callback_source(callback, args, debug):
     return format_helpers._format_callback_source(callback, args)
 
 
+def _with_frame(exc):
+    try:
+        raise exc
+    except BaseException as raised:
+        return raised
+
+
 def _callback_error(loop, handle, exc, callback, args):
     """A callback raised: report it as asyncio's ``Handle._run`` does."""
+    if exc.__traceback__ is None:
+        # A C-level callable (`Future.set_result`, ...) raised straight into the core: no
+        # Python frame saw it. asyncio's exception passes through `Handle._run`, so the
+        # default handler prints a traceback; give this one a frame too.
+        exc = _with_frame(exc)
     cb = _callback_source(callback, args, loop.get_debug())
     context = {
         "message": f"Exception in callback {cb}",

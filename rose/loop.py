@@ -177,6 +177,21 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self._child_pidfds = {}  # running children's pidfds, by pid (watched on the reactor)
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
+        if type(self).time is not _rose.EventLoop.time:
+            self._user_clock = True
+
+    # A loop whose `time()` is replaced (`mock.patch.object(loop, "time")`, as aiohttp's tests
+    # do) or overridden is honoured as asyncio's run step honours it: the core asks `time()`
+    # only then, so the usual path costs nothing.
+    def __setattr__(self, name, value, _set=_rose.EventLoop.__setattr__):
+        _set(self, name, value)
+        if name == "time":
+            self._user_clock = True
+
+    def __delattr__(self, name, _del=_rose.EventLoop.__delattr__):
+        _del(self, name)
+        if name == "time":
+            self._user_clock = type(self).time is not _rose.EventLoop.time
 
     def __repr__(self):
         return (

@@ -159,6 +159,12 @@ class _RoseTransport(transports._FlowControlMixin):
         # asyncio's flag for pause_reading(), which some code (CPython's tests too) reads
         return self._core._paused
 
+    @property
+    def _closing(self):
+        # asyncio's flag behind is_closing() (close(), abort() or a fatal error), which tests
+        # and libraries read
+        return self._core.is_closing()
+
     def get_protocol(self):
         return self._core.get_protocol()
 

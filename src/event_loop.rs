@@ -86,6 +86,9 @@ pub struct EventLoop {
     closed: AtomicBool,
     thread_id: AtomicI64,
     last_poll: AtomicI64,
+    /// `time()` is replaced on the instance or overridden by a subclass (see `_user_clock`):
+    /// the run step and `call_later` then ask it, as asyncio's do.
+    user_clock: AtomicBool,
     selector_events: GilCell<Vec<(i32, u32)>>,
     /// What `set_debug` was given, unless a bool (see `_debug`).
     debug_value: GilCell<Option<Py<PyAny>>>,
@@ -311,7 +314,9 @@ impl EventLoop {
     /// Wait for (or poll) events and turn them into ready callbacks; returns the clock
     /// (`CLOCK_MONOTONIC` ns) as of the poll. Signal numbers read from the wake-up socket are
     /// appended to `signals`.
-    fn poll_events(&self, py: Python<'_>, busy: bool, signals: &mut Vec<u8>) -> PyResult<i64> {
+    /// `clock_offset` is what the user's `time()` is ahead of `CLOCK_MONOTONIC` (seconds; 0
+    /// unless `time()` is overridden).
+    fn poll_events(&self, py: Python<'_>, busy: bool, clock_offset: f64, signals: &mut Vec<u8>) -> PyResult<i64> {
         let selector_active = !self.selector.borrow_mut(py).is_empty();
         let mut now = monotonic_ns();
         let recent = now - self.last_poll.load(Ordering::Relaxed) < POLL_BUDGET_NS;
@@ -336,7 +341,11 @@ impl EventLoop {
             self.last_poll.store(now, Ordering::Relaxed);
             r.poll_now()
         } else {
-            let deadline = self.timers.borrow_mut(py).peek().map(|(when, _)| deadline_ns(*when));
+            let deadline = self
+                .timers
+                .borrow_mut(py)
+                .peek()
+                .map(|(when, _)| deadline_ns(*when - clock_offset));
             let wakeup: &Wakeup = &self.wakeup;
             wakeup.begin_park();
             let ev = py.detach(|| {
@@ -400,13 +409,21 @@ impl EventLoop {
         Ok(self.selector.borrow_mut(py).remove(&reactor, fd, write))
     }
 
+    /// How far the user's `time()` is ahead of the monotonic clock, in seconds.
+    fn clock_offset(slf: &Bound<'_, Self>) -> PyResult<f64> {
+        let user = slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract::<f64>()?;
+        Ok(user - ns_to_secs(monotonic_ns()))
+    }
+
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         this.clean_timers(py);
         let busy = !this.ready.borrow_mut(py).is_empty() || this.stopping.load(Ordering::Relaxed);
         let mut signals = Vec::new();
-        let now = this.poll_events(py, busy, &mut signals)?;
+        let user_clock = this.user_clock.load(Ordering::Relaxed);
+        let offset = if user_clock { Self::clock_offset(slf)? } else { 0.0 };
+        let now = this.poll_events(py, busy, offset, &mut signals)?;
         if !signals.is_empty() {
             // Handlers of `add_signal_handler` are queued as callbacks (Python side).
             slf.call_method1(
@@ -418,7 +435,11 @@ impl EventLoop {
         // Timers that are due, in heap order (asyncio: `_when < time() + clock_resolution`).
         {
             let mut timers = this.timers.borrow_mut(py);
-            let end_time = ns_to_secs(now) + CLOCK_RESOLUTION;
+            let end_time = if user_clock {
+                slf.call_method0(pyo3::intern!(py, "time"))?.extract::<f64>()? + CLOCK_RESOLUTION
+            } else {
+                ns_to_secs(now) + CLOCK_RESOLUTION
+            };
             let mut ready = this.ready.borrow_mut(py);
             // `!(when >= end)` rather than `when < end`: a NaN deadline is due, as in asyncio.
             #[allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -532,6 +553,7 @@ impl EventLoop {
             thread_id: AtomicI64::new(NO_THREAD),
             debug_value: GilCell::new(None),
             last_poll: AtomicI64::new(0),
+            user_clock: AtomicBool::new(false),
             selector_events: GilCell::new(Vec::new()),
             spare: GilCell::new(Vec::new()),
             spare_timers: GilCell::new(Vec::new()),
@@ -541,6 +563,18 @@ impl EventLoop {
     /// `time.monotonic()`'s clock, at full resolution.
     fn time(&self) -> f64 {
         ns_to_secs(monotonic_ns())
+    }
+
+    /// Whether `time()` is the user's (set by the Python layer when `time` is assigned on the
+    /// instance or overridden in a subclass).
+    #[getter]
+    fn _user_clock(&self) -> bool {
+        self.user_clock.load(Ordering::Relaxed)
+    }
+
+    #[setter(_user_clock)]
+    fn set_user_clock(&self, value: bool) {
+        self.user_clock.store(value, Ordering::Relaxed);
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
@@ -574,7 +608,11 @@ impl EventLoop {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let now = ns_to_secs(monotonic_ns());
+        let now = if slf.get().user_clock.load(Ordering::Relaxed) {
+            slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract::<f64>()?
+        } else {
+            ns_to_secs(monotonic_ns())
+        };
         let when = match delay.cast::<PyFloat>() {
             Ok(f) => now + f.value(),
             Err(_) => PyFloat::new(slf.py(), now).add(&delay)?.extract::<f64>()?,

@@ -326,7 +326,25 @@ impl Handle {
                 Err(err)
             }
             Err(err) => {
-                py_helper(py, "_callback_error")?.call1((event_loop, slf, err.into_value(py), callback, args))?;
+                // The exception handler gets the handle (`context['handle']`) and, as asyncio's,
+                // it still has its callback: its repr and `_callback` name what failed. Taken
+                // again afterwards (handles are outside the cyclic GC: see the module note).
+                let restore = this.oneshot && !this.debug && !this.cancelled.load(Ordering::Relaxed);
+                if restore {
+                    let cb = Callback {
+                        callback: callback.clone().unbind(),
+                        args: args.clone().unbind(),
+                    };
+                    let old = this.cb.borrow_mut(py).replace(cb);
+                    drop(old); // None: taken above
+                }
+                let reported = py_helper(py, "_callback_error")
+                    .and_then(|f| f.call1((event_loop, slf, err.into_value(py), callback, args)));
+                if restore {
+                    let cb = this.cb.borrow_mut(py).take();
+                    drop(cb);
+                }
+                reported?;
                 Ok(())
             }
         }

@@ -687,7 +687,11 @@ impl DatagramTransport {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
-        visit.call(self.sock.socket())?;
+        // Not the socket: the GC then sees it as held from outside, so when an unclosed
+        // transport is collected, its `__del__` (which warns and closes the socket, as
+        // asyncio's) runs while the socket is still alive, and the socket's own finalizer
+        // finds it closed and stays silent, as on asyncio. A socket refers to no object that
+        // could lead back here, so no cycle goes through this edge.
         if let Some(st) = self.state.try_borrow_for_gc() {
             st.common.traverse(&visit)?;
             visit.call(&st.address)?;

@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,13 @@ def _load_stdlib_contract():
 # on its own (it needs only asyncio, not the compiled core). Tests take version-dependent
 # expectations from it; the stdlib run of every such test checks them against the real thing.
 STDLIB = _load_stdlib_contract()
+
+# A shell's background job or a service manager may start the tests with SIGINT ignored; then
+# Python installs no KeyboardInterrupt handler, and neither do the children the tests start
+# (an ignored signal stays ignored across exec). The tests that send SIGINT assume the default,
+# as a user's terminal gives it: install it here, which also gives every child the default
+# disposition (a handled signal is reset to SIG_DFL by exec).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def import_rose():

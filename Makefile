@@ -14,13 +14,15 @@ PYVER := $(word 1,$(PY_INFO))
 SO := rose/_rose$(word 2,$(PY_INFO))
 # pyo3's build script reads PYO3_PYTHON: the build is for this interpreter.
 export PYO3_PYTHON := $(word 3,$(PY_INFO))
+export PIP_ROOT_USER_ACTION := ignore
 BUILD := target/$(PYVER)
 CARGO_FLAGS := --target-dir $(BUILD)
-TEST_DEPS := "pytest>=7" "pytest-timeout>=2" "trustme>=1"
+# The requirements of an extra of pyproject.toml (one list, read where it is used).
+extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
 	test-debug reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-udp bench-rss bench-tls lint \
-	stubtest clean
+	stubtest dev-deps clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9. -]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,7 +31,7 @@ install:  ## install rose (release build) with test and benchmark extras
 	$(PYTHON) -m pip install -q ".[test,bench]"
 
 dev:  ## debug build of the extension for PYTHON, in place (rose/_rose*.so), plus test dependencies
-	$(PYTHON) -m pip install -q $(TEST_DEPS)
+	$(PYTHON) -m pip install -q $(call extra,test) $(call extra,dev)
 	cargo build $(CARGO_FLAGS) --features extension-module
 	# a new inode: processes that have the old build loaded keep it intact
 	cp $(BUILD)/debug/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
@@ -38,7 +40,7 @@ release:  ## optimised build of the extension for PYTHON, in place
 	cargo build $(CARGO_FLAGS) --release --features extension-module
 	cp $(BUILD)/release/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
-test: $(addprefix test-,$(PYTHONS))  ## everything, on every supported Python (PYTHONS="3.11 3.13 3.14 3.15")
+test: lint $(addprefix test-,$(PYTHONS))  ## lint, then everything on every supported Python (PYTHONS="3.11 3.13 3.14 3.15")
 
 test-3.11:  ## everything on CPython 3.11 (this machine's python3.11)
 	$(MAKE) check PYTHON=python3.11
@@ -53,7 +55,7 @@ test-3.14 test-3.15: test-%:  ## everything on CPython 3.14 / 3.15 (in the sid c
 .venv/3.13/bin/python:
 	$$($(TOOLS)/cpython.sh 3.13) -m venv .venv/3.13
 
-check: test-rust dev test-python test-debug tulip tulip-stdlib  ## everything on PYTHON: cargo tests, pytest (also in debug mode), CPython's test_asyncio on rose and on stdlib
+check: test-rust dev stubtest test-python test-debug tulip tulip-stdlib  ## everything on PYTHON: cargo tests, stub check, pytest (also in debug mode), CPython's test_asyncio on rose and on stdlib
 
 test-rust:  ## Rust unit tests (pure-Rust parts)
 	cargo test $(CARGO_FLAGS) --lib
@@ -116,13 +118,16 @@ bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TL
 	$(PYTHON) -m pip install -q uvloop rloop trustme
 	$(PYTHON) benchmarks/tls_echo.py
 
-lint:  ## rustfmt, clippy, ruff
+dev-deps:  ## what lint, stubtest and the typing test use (the dev extra), for PYTHON
+	$(PYTHON) -m pip install -q $(call extra,dev)
+
+lint: dev-deps  ## rustfmt, clippy, ruff (this machine's PYTHON; `make test` runs it first)
 	cargo fmt --check
 	cargo clippy $(CARGO_FLAGS) --features extension-module -- -D warnings
 	$(PYTHON) -m ruff check rose tests benchmarks tulip-suite
 
-stubtest:  ## check rose/_rose.pyi against the built module
-	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml rose._rose
+stubtest: dev-deps  ## check rose/_rose.pyi and rose/__init__.pyi against the built module
+	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml --allowlist tests/stubtest-allowlist.txt rose
 
 clean:  ## remove build products
 	cargo clean

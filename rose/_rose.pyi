@@ -58,6 +58,7 @@ class EventLoop:
     """The compiled base of `rose.Loop`: ready queue, timer heap, reactor and run step."""
 
     _debug: Any
+    _user_clock: bool
     _stopping: bool
     _thread_id: int | None
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import errno
+import functools
 import logging
 import os
 import select
@@ -540,9 +541,13 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     create_connection = _Base.create_connection
     _connect_sock = _Base._connect_sock
     _create_connection_transport = _Base._create_connection_transport
+    # asyncio's own, returning rose's Server; the signature and docstring shown (inspect,
+    # help()) are those of the running asyncio's.
+    @functools.wraps(_Base.create_server, assigned=("__doc__",))
     async def create_server(self, *args, **kwargs):
         return _as_rose_server(await _Base.create_server(self, *args, **kwargs))
 
+    @functools.wraps(_Unix.create_unix_server, assigned=("__doc__",))
     async def create_unix_server(self, *args, **kwargs):
         return _as_rose_server(await _Unix.create_unix_server(self, *args, **kwargs))
 

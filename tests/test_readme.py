@@ -63,7 +63,7 @@ def test_readme_install_command_in_a_fresh_clone_and_venv():
         env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", "")
         env["VIRTUAL_ENV"] = venv
         # Only a cache: cargo's build products for this interpreter, kept between runs.
-        version = "%d.%d" % sys.version_info[:2]
+        version = "{}.{}".format(*sys.version_info[:2])
         env["CARGO_TARGET_DIR"] = os.path.join(ROOT, "target", f"newcomer-{version}")
         result = subprocess.run(
             ["bash", "-c", install],

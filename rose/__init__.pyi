@@ -9,7 +9,7 @@ from asyncio import AbstractEventLoop as _Abstract
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from typing_extensions import TypeVarTuple, Unpack, deprecated
+from typing_extensions import TypeVarTuple, deprecated
 
 from ._rose import EventLoop
 
@@ -34,19 +34,19 @@ class Loop(EventLoop, _Abstract):  # type: ignore[misc]
     # Where asyncio's implementation differs from the abstract declaration (parameter names,
     # removed parameters), the implementation's.
     def add_reader(
-        self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], Any], *args: Unpack[_Ts]
+        self, fd: FileDescriptorLike, callback: Callable[[*_Ts], Any], *args: *_Ts
     ) -> None: ...
     def add_writer(
-        self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], Any], *args: Unpack[_Ts]
+        self, fd: FileDescriptorLike, callback: Callable[[*_Ts], Any], *args: *_Ts
     ) -> None: ...
     def add_signal_handler(
-        self, sig: int, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]
+        self, sig: int, callback: Callable[[*_Ts], object], *args: *_Ts
     ) -> None: ...
     def run_in_executor(
         self,
         executor: concurrent.futures.Executor | None,
-        func: Callable[[Unpack[_Ts]], _T],
-        *args: Unpack[_Ts],
+        func: Callable[[*_Ts], _T],
+        *args: *_Ts,
     ) -> asyncio.Future[_T]: ...
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes: ...
     # typeshed's abstract declaration still has reuse_address, which asyncio's has not.

@@ -21,7 +21,7 @@ CARGO_FLAGS := --target-dir $(BUILD)
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-udp bench-rss bench-tls lint \
+	test-debug reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls lint \
 	stubtest dev-deps clean
 
 help:  ## list the targets
@@ -105,6 +105,10 @@ bench: release  ## micro-benchmarks: asyncio, uvloop, rloop and rose side by sid
 bench-echo: release  ## echo servers (protocol, streams, sock_*) under the Rust load generator, with the tokio floor
 	$(PYTHON) -m pip install -q uvloop rloop
 	$(PYTHON) benchmarks/echo.py
+
+bench-http: release  ## HTTP hello world (uvicorn+httptools, aiohttp, a raw Protocol server) under wrk, the four loops side by side
+	$(PYTHON) -m pip install -q uvloop rloop uvicorn httptools aiohttp
+	$(PYTHON) benchmarks/http.py
 
 bench-udp: release  ## UDP echo and subprocess spawn round trips, the four loops side by side
 	$(PYTHON) -m pip install -q uvloop rloop

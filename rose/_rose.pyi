@@ -64,6 +64,9 @@ class EventLoop:
     @property
     def _closed(self) -> bool: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> EventLoop: ...
+    def _check_closed(self) -> None: ...
+    def create_task(self, coro: Any, *args: Any, **kwargs: Any) -> Any:
+        """asyncio's `create_task()` (its common case in the core)."""
     def time(self) -> float:
         """`time.monotonic()`'s clock, at full resolution."""
     def call_soon(

@@ -208,9 +208,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     # -- running and stopping -------------------------------------------------------------
 
-    def _check_closed(self):
-        if self.is_closed():
-            raise RuntimeError("Event loop is closed")
+    # _check_closed() is the core's (a C call: most methods make it).
 
     _check_running = _Base._check_running
     _check_callback = _Base._check_callback
@@ -298,7 +296,8 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     def create_future(self):
         return futures.Future(loop=self)
 
-    create_task = _Base.create_task
+    # create_task() is the core's: asyncio.Task(coro, loop=self, ...) in the common case, the
+    # running asyncio's own create_task otherwise (a task factory, debug mode, other keywords).
     set_task_factory = _Base.set_task_factory
     get_task_factory = _Base.get_task_factory
 

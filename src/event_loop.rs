@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
@@ -96,6 +97,10 @@ pub struct EventLoop {
     spare: GilCell<Vec<Py<Handle>>>,
     spare_timers: GilCell<Vec<Py<TimerHandle>>>,
 }
+
+/// asyncio's `BaseEventLoop.create_task` and `asyncio.tasks` (see `create_task`).
+static ASYNCIO_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASKS_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// How many spare handles (and, apart, timer handles) a loop keeps: enough for a burst of a
 /// thousand callbacks (a `gather` of 1000 tasks, 1000 `call_soon`s from one callback) to reuse
@@ -560,6 +565,65 @@ impl EventLoop {
             spare: GilCell::new(Vec::new()),
             spare_timers: GilCell::new(Vec::new()),
         }
+    }
+
+    /// asyncio's `_check_closed()`, called by most loop methods (a C call, not a Python frame).
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    /// `create_task()`: the common case in Rust — no task factory, outside debug mode, only
+    /// `name=`/`context=` — which is `asyncio.Task(coro, loop=self, name=..., context=...)` on
+    /// every version. Anything else (a task factory, debug mode's source traceback, 3.12+'s
+    /// other keywords, wrong arguments) runs the running asyncio's own `create_task`, so its
+    /// semantics and messages are that version's.
+    #[pyo3(signature = (coro, *args, **kwargs))]
+    fn create_task(
+        slf: &Bound<'_, Self>,
+        coro: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let simple_kwargs = match &kwargs {
+            None => true,
+            Some(kw) => kw.iter().all(|(key, _)| {
+                key.cast::<PyString>()
+                    .is_ok_and(|k| k.to_str().is_ok_and(|k| k == "name" || k == "context"))
+            }),
+        };
+        let fast = args.is_empty()
+            && simple_kwargs
+            && !this.debug()
+            && !this.closed.load(Ordering::Relaxed)
+            && slf.getattr(pyo3::intern!(py, "_task_factory"))?.is_none();
+        if !fast {
+            let asyncio_create_task = ASYNCIO_CREATE_TASK.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+                Ok(py
+                    .import(pyo3::intern!(py, "asyncio.base_events"))?
+                    .getattr(pyo3::intern!(py, "BaseEventLoop"))?
+                    .getattr(pyo3::intern!(py, "create_task"))?
+                    .unbind())
+            })?;
+            let mut all = vec![slf.clone().into_any(), coro];
+            all.extend(args.iter());
+            return Ok(asyncio_create_task
+                .bind(py)
+                .call(PyTuple::new(py, all)?, kwargs.as_ref())?
+                .unbind());
+        }
+        let tasks = TASKS_MODULE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import(pyo3::intern!(py, "asyncio.tasks"))?.into_any().unbind())
+        })?;
+        // Looked up at each call, as asyncio's `tasks.Task` is.
+        let task_type = tasks.bind(py).getattr(pyo3::intern!(py, "Task"))?;
+        let kw = match kwargs {
+            Some(kw) => kw.copy()?,
+            None => PyDict::new(py),
+        };
+        kw.set_item(pyo3::intern!(py, "loop"), slf)?;
+        Ok(task_type.call((coro,), Some(&kw))?.unbind())
     }
 
     /// `time.monotonic()`'s clock, at full resolution.

@@ -65,6 +65,92 @@ def test_create_task_rejects_non_coroutine(loop):
         loop.create_task(42)
 
 
+def _error_of(call):
+    try:
+        call()
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None
+
+
+def _create_task_error(make_loop, *args, **kwargs):
+    """What create_task(coroutine, *args, **kwargs) raises on a fresh loop of the kind."""
+    lp = make_loop()
+
+    async def coro():
+        pass
+
+    c = coro()
+    try:
+        return _error_of(lambda: lp.create_task(c, *args, **kwargs))
+    finally:
+        c.close()
+        lp.close()
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        (("positional-name",), {}),
+        ((), {"nosuch": 1}),
+        ((), {"name": "n", "nosuch": 1}),
+        ((), {"eager_start": False}),
+    ],
+    ids=["extra-positional", "unknown-keyword", "name-and-unknown", "eager_start"],
+)
+def test_create_task_argument_errors_are_asyncios(loop_factory, args, kwargs):
+    """rose's create_task takes the running asyncio's route for anything but the common
+    case, so its argument errors (or, where the version accepts the keyword, its result) are
+    asyncio's."""
+    assert _create_task_error(loop_factory, *args, **kwargs) == _create_task_error(
+        asyncio.new_event_loop, *args, **kwargs
+    )
+
+
+def test_create_task_on_a_closed_loop(loop):
+    loop.close()
+
+    async def coro():
+        pass
+
+    c = coro()
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        loop.create_task(c)
+    c.close()
+
+
+def test_create_task_in_debug_mode_drops_its_own_frame(loop):
+    """asyncio removes create_task's frame from the task's source traceback."""
+    loop.set_debug(True)
+
+    async def coro():
+        pass
+
+    task = loop.create_task(coro())
+    last = task._source_traceback[-1]
+    assert last.name == "test_create_task_in_debug_mode_drops_its_own_frame"
+    loop.run_until_complete(task)
+
+
+def test_create_task_uses_asyncio_task_at_call_time(loop, monkeypatch):
+    made = []
+
+    class MyTask(asyncio.Task):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("name"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio.tasks, "Task", MyTask)
+
+    async def coro():
+        return 1
+
+    task = loop.create_task(coro(), name="x")
+    assert type(task) is MyTask
+    assert loop.run_until_complete(task) == 1
+    assert made == ["x"]
+
+
 def test_all_tasks_and_current_task(loop):
     async def child():
         await asyncio.sleep(0.01)

@@ -237,6 +237,43 @@ def preflight(loop, address, family, wrap=None) -> str | None:
     return loop.run_until_complete(done)
 
 
+def start_control(errors: list, error_fields=None) -> None:
+    """The server side of the parent's commands on stdin, in a thread: `start` clears `errors`
+    and takes the CPU baseline, `stop` replies the server's own usage since then, and EOF
+    replies a last usage and leaves at once (without tearing the connections down).
+    `error_fields(errors, t0)` gives the usage reply's error entries (default: the first 20
+    texts). The thread is blocked in read(2) between commands: it costs the loop nothing."""
+    started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+
+    def usage(event: str) -> dict:
+        ru0, t0 = started
+        ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        fields = error_fields(errors, t0) if error_fields else {"errors": errors[:20]}
+        return {
+            "event": event,
+            "user_s": ru1.ru_utime - ru0.ru_utime,
+            "sys_s": ru1.ru_stime - ru0.ru_stime,
+            "wall_s": t1 - t0,
+            "maxrss_kib": ru1.ru_maxrss,
+            **fields,
+        }
+
+    def control():
+        nonlocal started
+        for line in sys.stdin.buffer:
+            command = line.strip()
+            if command == b"start":
+                errors.clear()
+                started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                reply({"event": "started"})
+            elif command == b"stop":
+                reply(usage("usage"))
+        reply(usage("exit"))
+        os._exit(0)
+
+    threading.Thread(target=control, name="control", daemon=True).start()
+
+
 def child_server(loop_name: str, mode: str, unix_path: str | None) -> None:
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks on a failure
@@ -271,35 +308,6 @@ def child_server(loop_name: str, mode: str, unix_path: str | None) -> None:
         return
 
     errors.clear()
-    started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-
-    def usage(event: str) -> dict:
-        ru0, t0 = started
-        ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        return {
-            "event": event,
-            "user_s": ru1.ru_utime - ru0.ru_utime,
-            "sys_s": ru1.ru_stime - ru0.ru_stime,
-            "wall_s": t1 - t0,
-            "maxrss_kib": ru1.ru_maxrss,
-            "errors": errors[:20],
-        }
-
-    def control():
-        """Blocked in read(2) between commands: it costs the loop nothing."""
-        nonlocal started
-        for line in sys.stdin.buffer:
-            command = line.strip()
-            if command == b"start":
-                errors.clear()
-                started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-                reply({"event": "started"})
-            elif command == b"stop":
-                reply(usage("usage"))
-        reply(usage("exit"))
-        # The run is over: leave without tearing down 100 connections on every loop.
-        os._exit(0)
-
     reply(
         {
             "event": "ready",
@@ -310,7 +318,7 @@ def child_server(loop_name: str, mode: str, unix_path: str | None) -> None:
             "class": f"{type(loop).__module__}.{type(loop).__qualname__}",
         }
     )
-    threading.Thread(target=control, name="control", daemon=True).start()
+    start_control(errors)
     loop.run_forever()
 
 

@@ -34,7 +34,6 @@ import importlib
 import importlib.metadata
 import logging
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -60,6 +59,7 @@ from echo import (
     pin_and_tie,
     probe,
     reply,
+    start_control,
     table,
 )
 from micro import (
@@ -283,6 +283,16 @@ class Errors(list):
         super().append(text)
 
 
+def error_fields(errors: Errors, t0: float) -> dict:
+    """The usage reply's error entries: each text with its count, how many, and when the
+    first came (seconds into the window)."""
+    return {
+        "errors": dict(Counter(errors).most_common(20)),  # text -> how many times
+        "error_count": len(errors),
+        "first_error_s": errors.first_at - t0 if errors else None,
+    }
+
+
 def child_server(kind: str, loop_name: str) -> None:
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks on a failure
@@ -337,37 +347,6 @@ def child_server(kind: str, loop_name: str) -> None:
         return
 
     errors.clear()
-    started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-
-    def usage(event: str) -> dict:
-        ru0, t0 = started
-        ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        return {
-            "event": event,
-            "user_s": ru1.ru_utime - ru0.ru_utime,
-            "sys_s": ru1.ru_stime - ru0.ru_stime,
-            "wall_s": t1 - t0,
-            "maxrss_kib": ru1.ru_maxrss,
-            "errors": dict(Counter(errors).most_common(20)),  # text -> how many times
-            "error_count": len(errors),
-            "first_error_s": errors.first_at - t0 if errors else None,
-        }
-
-    def control():
-        """Blocked in read(2) between commands: it costs the loop nothing."""
-        nonlocal started
-        for line in sys.stdin.buffer:
-            command = line.strip()
-            if command == b"start":
-                errors.clear()
-                started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-                reply({"event": "started"})
-            elif command == b"stop":
-                reply(usage("usage"))
-        reply(usage("exit"))
-        # The run is over: leave without tearing down the connections on every loop.
-        os._exit(0)
-
     reply(
         {
             "event": "ready",
@@ -377,7 +356,7 @@ def child_server(kind: str, loop_name: str) -> None:
             "class": f"{type(loop).__module__}.{type(loop).__qualname__}",
         }
     )
-    threading.Thread(target=control, name="control", daemon=True).start()
+    start_control(errors, error_fields)
     loop.run_forever()
 
 

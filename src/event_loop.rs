@@ -416,10 +416,14 @@ impl EventLoop {
         Ok(self.selector.borrow_mut(py).remove(&reactor, fd, write))
     }
 
+    /// The user's `time()` (see `user_clock`).
+    fn user_time(slf: &Bound<'_, Self>) -> PyResult<f64> {
+        slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract::<f64>()
+    }
+
     /// How far the user's `time()` is ahead of the monotonic clock, in seconds.
     fn clock_offset(slf: &Bound<'_, Self>) -> PyResult<f64> {
-        let user = slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract::<f64>()?;
-        Ok(user - ns_to_secs(monotonic_ns()))
+        Ok(Self::user_time(slf)? - ns_to_secs(monotonic_ns()))
     }
 
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -443,7 +447,7 @@ impl EventLoop {
         {
             let mut timers = this.timers.borrow_mut(py);
             let end_time = if user_clock {
-                slf.call_method0(pyo3::intern!(py, "time"))?.extract::<f64>()? + CLOCK_RESOLUTION
+                Self::user_time(slf)? + CLOCK_RESOLUTION
             } else {
                 ns_to_secs(now) + CLOCK_RESOLUTION
             };
@@ -675,7 +679,7 @@ impl EventLoop {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let now = if slf.get().user_clock.load(Ordering::Relaxed) {
-            slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract::<f64>()?
+            Self::user_time(slf)?
         } else {
             ns_to_secs(monotonic_ns())
         };

@@ -107,6 +107,7 @@ bench-echo: release  ## echo servers (protocol, streams, sock_*) under the Rust 
 	$(PYTHON) benchmarks/echo.py
 
 bench-http: release  ## HTTP hello world (uvicorn+httptools, aiohttp, a raw Protocol server) under wrk, the four loops side by side
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) -m pip install -q uvloop rloop uvicorn httptools aiohttp
 	$(PYTHON) benchmarks/http.py
 

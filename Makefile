@@ -18,6 +18,12 @@ export PIP_ROOT_USER_ACTION := ignore
 BUILD := target/$(PYVER)
 CARGO_FLAGS := --target-dir $(BUILD)
 # The requirements of an extra of pyproject.toml (one list, read where it is used).
+# sid.sh run CMD, after dropping a stale bind mount of this checkout's parent: sid.sh binds the
+# parent folder once and keeps the mount, so when that folder is deleted and made again (a CI
+# machine's fresh checkout at the same path), the chroot still shows the old one and `cd` fails.
+UP := $(patsubst %/,%,$(dir $(CURDIR)))
+SID = if mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(stat -c %d:%i /opt/sid$(UP))" ]; \
+	  then umount -l /opt/sid$(UP); fi; $(TOOLS)/sid.sh run
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
@@ -49,7 +55,7 @@ test-3.13: .venv/3.13/bin/python  ## everything on CPython 3.13 (built by cpytho
 	$(MAKE) check PYTHON=.venv/3.13/bin/python
 
 test-3.14 test-3.15: test-%:  ## everything on CPython 3.14 / 3.15 (in the sid chroot of sid.sh)
-	$(TOOLS)/sid.sh run sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
+	$(SID) sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
 	  exec make check PYTHON=.venv/$*/bin/python'
 
 .venv/3.13/bin/python:
@@ -91,7 +97,7 @@ wheel-3.13: .venv/3.13/bin/python
 	$(MAKE) wheel PYTHON=.venv/3.13/bin/python
 
 wheel-3.14 wheel-3.15: wheel-%:
-	$(TOOLS)/sid.sh run sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
+	$(SID) sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
 	  exec make wheel PYTHON=.venv/$*/bin/python'
 
 wheel:

@@ -22,8 +22,27 @@ from typing import Any, TypeVar
 
 from . import _compat, _rose
 from .loop import Loop
+from .metrics import (
+    HISTOGRAM_BOUNDS,
+    LoopMetrics,
+    format_stats,
+    get_slow_callback_threshold,
+    metrics_text,
+    set_slow_callback_threshold,
+)
 
-__all__ = ["Loop", "new_event_loop", "install", "run"]
+__all__ = [
+    "Loop",
+    "new_event_loop",
+    "install",
+    "run",
+    "LoopMetrics",
+    "HISTOGRAM_BOUNDS",
+    "metrics_text",
+    "format_stats",
+    "set_slow_callback_threshold",
+    "get_slow_callback_threshold",
+]
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")

@@ -12,11 +12,19 @@ from typing import Any, TypeVar
 from typing_extensions import TypeVarTuple, deprecated
 
 from ._rose import EventLoop
+from .metrics import (
+    HISTOGRAM_BOUNDS as HISTOGRAM_BOUNDS,
+    LoopMetrics as LoopMetrics,
+    format_stats as format_stats,
+    get_slow_callback_threshold as get_slow_callback_threshold,
+    metrics_text as metrics_text,
+    set_slow_callback_threshold as set_slow_callback_threshold,
+)
 
 if sys.version_info >= (3, 14):
-    __all__ = ["Loop", "install", "new_event_loop", "run"]
+    __all__ = ["Loop", "install", "new_event_loop", "run", "LoopMetrics", "HISTOGRAM_BOUNDS", "metrics_text", "format_stats", "set_slow_callback_threshold", "get_slow_callback_threshold"]
 else:
-    __all__ = ["EventLoopPolicy", "Loop", "install", "new_event_loop", "run"]
+    __all__ = ["Loop", "install", "new_event_loop", "run", "LoopMetrics", "HISTOGRAM_BOUNDS", "metrics_text", "format_stats", "set_slow_callback_threshold", "get_slow_callback_threshold", "EventLoopPolicy"]
 __version__: str
 
 _T = TypeVar("_T")
@@ -31,6 +39,12 @@ class Loop(EventLoop, _Abstract):  # type: ignore[misc]
 
     def __init__(self) -> None: ...
     def __del__(self) -> None: ...
+    def metrics(self) -> LoopMetrics:
+        """A snapshot of this loop's counters (`rose.LoopMetrics`)."""
+    def set_slow_callback_threshold(self, seconds: float | None) -> None:
+        """Log callbacks that take at least `seconds` (None: off), without debug mode."""
+    def get_slow_callback_threshold(self) -> float | None:
+        """The slow-callback threshold in force for this loop, in seconds, or None."""
     # Where asyncio's implementation differs from the abstract declaration (parameter names,
     # removed parameters), the implementation's.
     def add_reader(

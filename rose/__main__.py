@@ -23,8 +23,9 @@ _CACHED = hasattr(rose, "__cached__")
 _MAIN_ANNOTATIONS = "__annotations__" in globals()
 
 USAGE = (
-    "usage: python -m rose SCRIPT [ARGS...] | python -m rose -m MODULE [ARGS...]"
-    " | python -m rose -c CODE [ARGS...]"
+    "usage: python -m rose [--stats] SCRIPT [ARGS...] | python -m rose [--stats] -m MODULE [ARGS...]"
+    " | python -m rose [--stats] -c CODE [ARGS...]\n"
+    "  --stats  print a summary of each rose loop's metrics to stderr when it closes"
 )
 
 
@@ -92,6 +93,9 @@ def _trim(tb):
 
 
 def main(argv):
+    if argv and argv[0] == "--stats":
+        argv = argv[1:]
+        os.environ[rose.metrics.STATS_ENV] = "1"
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0

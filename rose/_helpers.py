@@ -83,6 +83,19 @@ def _extract_stack():
     return format_helpers.extract_stack(sys._getframe(1))
 
 
+def _notable_callback(loop, handle, ns, slow):
+    """A callback took `ns` nanoseconds, long enough for the metrics' longest callbacks or
+    over the slow-callback threshold (`slow`): log it as asyncio's debug mode does (outside
+    debug mode) and return the handle as asyncio formats it."""
+    try:
+        what = base_events._format_handle(handle)
+    except Exception:  # noqa: BLE001 -- a user's repr failing must not stop the loop
+        what = object.__repr__(handle)
+    if slow:
+        logger.warning("Executing %s took %.3f seconds", what, ns / 1e9)
+    return what
+
+
 def _check_slow_callback(loop, handle, dt):
     if dt >= loop.slow_callback_duration:
         logger.warning(

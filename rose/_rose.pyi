@@ -14,8 +14,11 @@ __all__ = [
     "StreamTransport",
     "TimerHandle",
     "_SelectorDatagramTransport",
+    "_HISTOGRAM_BOUNDS_NS",
     "_after_fork_child",
+    "_get_slow_callback_threshold",
     "_install_fast_methods",
+    "_set_slow_callback_threshold",
     "_set_threadsafe_handles",
     "_sock_try_recv",
     "_sock_try_recv_into",
@@ -100,6 +103,17 @@ class EventLoop:
     def _watched(self, fd: int) -> tuple[Handle | None, Handle | None] | None: ...
     def _watched_fds(self) -> list[int]: ...
     def _close(self) -> None: ...
+    def _metrics(self) -> dict[str, Any]:
+        """The counters of `loop.metrics()` (rose/loop.py makes them a `LoopMetrics`)."""
+    def _set_slow_callback_threshold(self, seconds: float | None) -> None: ...
+    def _get_slow_callback_threshold(self) -> float | None: ...
+
+_HISTOGRAM_BOUNDS_NS: list[int]
+
+def _set_slow_callback_threshold(seconds: float | None) -> None:
+    """The process-wide slow-callback threshold (seconds; None: off)."""
+
+def _get_slow_callback_threshold() -> float | None: ...
 
 def _after_fork_child() -> None:
     """Mark every loop's reactor stale in a forked child (rebuilt on next use)."""

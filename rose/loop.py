@@ -38,6 +38,7 @@ from asyncio import (
 
 from . import _compat, _rose
 from . import transports as _transports
+from . import metrics as _metrics
 
 __all__ = ("Loop",)
 
@@ -271,6 +272,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return
         if self._debug:
             logger.debug("Close %r", self)
+        _metrics._print_stats_on_close(self)
         if sys.is_finalizing():
             for sig in list(self._signal_handlers):
                 self._signal_handlers.pop(sig).cancel()
@@ -285,6 +287,21 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+
+    # -- metrics (rose's own: see rose/metrics.py) -----------------------------------------
+
+    def metrics(self):
+        """A snapshot of this loop's counters (`rose.LoopMetrics`)."""
+        return _metrics.snapshot(self)
+
+    def set_slow_callback_threshold(self, seconds):
+        """Log callbacks that take at least `seconds` (None: off) as asyncio's debug mode
+        does, without debug mode; overrides `rose.set_slow_callback_threshold` for this loop."""
+        self._set_slow_callback_threshold(None if seconds is None else _metrics._seconds(seconds))
+
+    def get_slow_callback_threshold(self):
+        """The slow-callback threshold in force for this loop, in seconds, or None."""
+        return self._get_slow_callback_threshold()
 
     def set_debug(self, enabled):
         self._debug = enabled

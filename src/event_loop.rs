@@ -18,10 +18,11 @@
 
 use std::cell::Ref;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
@@ -29,7 +30,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
-use crate::handles::{new_untracked, Handle, LoopShared, TimerHandle};
+use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
+use crate::metrics::{threshold_ns, Clock, Kind, Stats, BUCKETS, SLOW_THRESHOLD_NS};
 use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
@@ -96,7 +98,19 @@ pub struct EventLoop {
     /// Spare `Handle`s that ran and that nobody else references (see `Handle::recyclable`).
     spare: GilCell<Vec<Py<Handle>>>,
     spare_timers: GilCell<Vec<Py<TimerHandle>>>,
+    /// The longest callbacks so far, longest first: (ns, the handle as asyncio formats it).
+    longest: GilCell<Vec<(u64, Py<PyAny>)>>,
+    /// A callback must take longer than this to join `longest` (0 until it holds `LONGEST`).
+    longest_floor: AtomicU64,
+    /// `set_slow_callback_threshold` of this loop (ns; `THRESHOLD_OFF`, or `THRESHOLD_INHERIT`
+    /// to follow the process-wide one).
+    slow_threshold: AtomicU64,
 }
+
+/// How many of the longest callbacks `metrics()` names.
+const LONGEST: usize = 5;
+const THRESHOLD_OFF: u64 = u64::MAX;
+const THRESHOLD_INHERIT: u64 = u64::MAX - 1;
 
 /// asyncio's `BaseEventLoop.create_task` and `asyncio.tasks` (see `create_task`).
 static ASYNCIO_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -108,6 +122,11 @@ static TASKS_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 const SPARE_HANDLES: usize = 1024;
 
 impl EventLoop {
+    /// What the loop shares with its handles and transports (the metrics' counters among it).
+    pub(crate) fn shared(&self) -> &Arc<LoopShared> {
+        &self.shared
+    }
+
     #[inline]
     fn check_closed(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
@@ -216,7 +235,14 @@ impl EventLoop {
         // Wakes the loop only if it is parked, which means the caller is another thread:
         // `call_soon_threadsafe`, or a plain `call_soon` from outside the loop, which asyncio
         // would leave waiting until something else wakes the loop.
-        this.wakeup.wake();
+        let woke = this.wakeup.wake();
+        if threadsafe {
+            let stats = &this.shared.stats;
+            stats.threadsafe_calls.add_shared(1);
+            if woke {
+                stats.threadsafe_wakeups.add_shared(1);
+            }
+        }
         Ok(handle)
     }
 
@@ -251,6 +277,7 @@ impl EventLoop {
         };
         handle.get().set_scheduled(true);
         this.timers.borrow_mut(py).push(when, handle.clone_ref(py));
+        this.shared.stats.timers_scheduled.add_shared(1);
         this.wakeup.wake(); // a parked loop re-reads its earliest deadline (see schedule_soon)
         Ok(handle)
     }
@@ -363,7 +390,9 @@ impl EventLoop {
                 ev
             });
             let ev = ev.map_err(io_error)?;
+            let parked_since = now;
             now = monotonic_ns();
+            self.shared.stats.parked_ns.add((now - parked_since).max(0) as u64);
             self.last_poll.store(now, Ordering::Relaxed);
             ev
         };
@@ -429,6 +458,8 @@ impl EventLoop {
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let stats = &this.shared.stats;
+        stats.iterations.add(1);
         this.clean_timers(py);
         let busy = !this.ready.borrow_mut(py).is_empty() || this.stopping.load(Ordering::Relaxed);
         let mut signals = Vec::new();
@@ -453,35 +484,122 @@ impl EventLoop {
             };
             let mut ready = this.ready.borrow_mut(py);
             // `!(when >= end)` rather than `when < end`: a NaN deadline is due, as in asyncio.
+            let mut fired = 0;
             #[allow(clippy::neg_cmp_op_on_partial_ord)]
             while timers.peek().is_some_and(|(when, _)| !(*when >= end_time)) {
                 let (_, handle) = timers.pop().expect("peeked");
                 handle.get().set_scheduled(false);
                 ready.push_back(handle.into_bound(py).into_super().unbind());
+                fired += 1;
             }
+            stats.timers_fired.add(fired);
         }
 
         let ntodo = this.ready.borrow_mut(py).len();
         let debug = this.debug();
+        let timer_type = <TimerHandle as pyo3::PyTypeInfo>::type_object_raw(py);
+        // Callbacks are timed for the metrics (see metrics.rs); one that takes at least
+        // `notable_at` joins the longest ones or is over the slow-callback threshold.
+        let clock = Clock::current(now);
+        let threshold = if debug { THRESHOLD_OFF } else { this.slow_threshold_ns() };
+        let mut notable_at = this.notable_at(threshold);
+        let mut t0 = clock.now();
         for _ in 0..ntodo {
             let Some(handle) = this.ready.borrow_mut(py).pop_front() else {
                 break;
             };
             let handle = handle.into_bound(py);
-            if handle.get().is_cancelled() {
+            let h = handle.get();
+            if h.is_cancelled() {
                 continue;
             }
+            // SAFETY: reading the type pointer of a live object.
+            let kind = if unsafe { ffi::Py_TYPE(handle.as_ptr()) } == timer_type {
+                Kind::Timer
+            } else if h.is_io() {
+                Kind::Io
+            } else {
+                Kind::Ready
+            };
             if debug {
-                let t0 = monotonic_ns();
+                let start = monotonic_ns();
                 Handle::run(&handle, slf.as_any())?;
-                let dt = ns_to_secs(monotonic_ns() - t0);
-                py_helper(py, "_check_slow_callback")?.call1((slf, &handle, dt))?;
+                let ns = (monotonic_ns() - start).max(0) as u64;
+                stats.record(kind, ns);
+                py_helper(py, "_check_slow_callback")?.call1((slf, &handle, ns_to_secs(ns as i64)))?;
+                if ns >= notable_at {
+                    Self::notable(slf, &handle, &None, ns, threshold)?;
+                    notable_at = this.notable_at(threshold);
+                }
                 // What `Handle::run` does at once outside debug mode (see handles.rs).
                 handle.get().release_if_oneshot(py);
+                t0 = clock.now();
             } else {
-                Handle::run(&handle, slf.as_any())?;
+                let taken = Handle::run_keeping(&handle, slf.as_any())?;
+                let t1 = clock.now();
+                let ns = clock.to_ns(t1.saturating_sub(t0));
+                t0 = t1;
+                stats.record(kind, ns);
+                if ns >= notable_at {
+                    Self::notable(slf, &handle, &taken, ns, threshold)?;
+                    notable_at = this.notable_at(threshold);
+                    t0 = clock.now(); // the report is not the next callback's time
+                }
+                drop(taken);
                 this.recycle(py, handle);
             }
+        }
+        Ok(())
+    }
+
+    /// The slow-callback threshold in force (ns; `THRESHOLD_OFF`: none).
+    fn slow_threshold_ns(&self) -> u64 {
+        match self.slow_threshold.load(Ordering::Relaxed) {
+            THRESHOLD_INHERIT => match SLOW_THRESHOLD_NS.load(Ordering::Relaxed) {
+                0 => THRESHOLD_OFF,
+                ns => ns - 1, // stored plus one, so that 0 s (every callback) is not "off"
+            },
+            ns => ns,
+        }
+    }
+
+    /// How long a callback must take to be looked at (see `notable`).
+    fn notable_at(&self, threshold: u64) -> u64 {
+        let floor = self.longest_floor.load(Ordering::Relaxed);
+        threshold.min(floor.saturating_add(1))
+    }
+
+    /// A callback took `ns`: more than the shortest of the longest ones so far, or at least the
+    /// slow-callback threshold. Format it as asyncio does (a one-shot handle gets its callback
+    /// back for that moment), log it when slow, keep it among the longest when it is.
+    #[cold]
+    fn notable(
+        slf: &Bound<'_, Self>,
+        handle: &Bound<'_, Handle>,
+        taken: &Taken<'_>,
+        ns: u64,
+        threshold: u64,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let slow = ns >= threshold;
+        handle.get().lend(py, taken);
+        let what = py_helper(py, "_notable_callback").and_then(|f| f.call1((slf, handle, ns, slow)));
+        handle.get().unlend(py, taken);
+        let what = what?.unbind();
+        if slow {
+            this.shared.stats.slow_callbacks.add(1);
+        }
+        if ns > this.longest_floor.load(Ordering::Relaxed) {
+            let mut longest = this.longest.borrow_mut(py);
+            let at = longest.iter().position(|(d, _)| *d < ns).unwrap_or(longest.len());
+            longest.insert(at, (ns, what));
+            let dropped = if longest.len() > LONGEST { longest.pop() } else { None };
+            if longest.len() == LONGEST {
+                this.longest_floor.store(longest[LONGEST - 1].0, Ordering::Relaxed);
+            }
+            drop(longest);
+            drop(dropped); // outside the borrow
         }
         Ok(())
     }
@@ -518,6 +636,7 @@ impl EventLoop {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        handle.get().set_io();
         let reactor = this.reactor(py)?;
         let old = this
             .selector
@@ -568,6 +687,9 @@ impl EventLoop {
             selector_events: GilCell::new(Vec::new()),
             spare: GilCell::new(Vec::new()),
             spare_timers: GilCell::new(Vec::new()),
+            longest: GilCell::new(Vec::new()),
+            longest_floor: AtomicU64::new(0),
+            slow_threshold: AtomicU64::new(THRESHOLD_INHERIT),
         }
     }
 
@@ -628,6 +750,62 @@ impl EventLoop {
         };
         kw.set_item(pyo3::intern!(py, "loop"), slf)?;
         Ok(task_type.call((coro,), Some(&kw))?.unbind())
+    }
+
+    /// The counters of `loop.metrics()` (rose/loop.py makes them a `LoopMetrics`).
+    fn _metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let st: &Stats = &self.shared.stats;
+        let d = PyDict::new(py);
+        d.set_item("iterations", st.iterations.get())?;
+        d.set_item("callbacks_ready", st.callbacks[Kind::Ready as usize].get())?;
+        d.set_item("callbacks_timer", st.callbacks[Kind::Timer as usize].get())?;
+        d.set_item("callbacks_io", st.callbacks[Kind::Io as usize].get())?;
+        d.set_item("parked_ns", st.parked_ns.get())?;
+        d.set_item("running_ns", st.running_ns.get())?;
+        let longest: Vec<(u64, Py<PyAny>)> = self
+            .longest
+            .borrow_mut(py)
+            .iter()
+            .map(|(ns, what)| (*ns, what.clone_ref(py)))
+            .collect();
+        d.set_item("longest", longest)?;
+        d.set_item("timers_scheduled", st.timers_scheduled.get())?;
+        d.set_item("timers_cancelled", st.timers_cancelled.get())?;
+        d.set_item("timers_fired", st.timers_fired.get())?;
+        let watchers = self.selector.try_borrow(py).map_or(0, |s| s.handles().count());
+        d.set_item("fd_watchers", watchers)?;
+        d.set_item("transports", st.transports_open.load(Ordering::Relaxed).max(0))?;
+        d.set_item("bytes_read", st.bytes_read.get())?;
+        d.set_item("bytes_written", st.bytes_written.get())?;
+        d.set_item("threadsafe_calls", st.threadsafe_calls.get())?;
+        d.set_item("threadsafe_wakeups", st.threadsafe_wakeups.get())?;
+        d.set_item("slow_callbacks", st.slow_callbacks.get())?;
+        let hist: Vec<u64> = st.histogram.iter().map(|c| c.get()).collect();
+        d.set_item("histogram", PyTuple::new(py, hist)?)?;
+        debug_assert_eq!(st.histogram.len(), BUCKETS);
+        Ok(d)
+    }
+
+    /// This loop's slow-callback threshold (seconds; None: off), overriding the process-wide
+    /// one of `rose.set_slow_callback_threshold`.
+    #[pyo3(signature = (seconds))]
+    fn _set_slow_callback_threshold(&self, seconds: Option<f64>) -> PyResult<()> {
+        let ns = threshold_ns(seconds).map_err(PyValueError::new_err)?;
+        let stored = if seconds.is_none() {
+            THRESHOLD_OFF
+        } else {
+            ns.min(THRESHOLD_INHERIT - 1)
+        };
+        self.slow_threshold.store(stored, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The slow-callback threshold in force for this loop, in seconds (None: off).
+    fn _get_slow_callback_threshold(&self) -> Option<f64> {
+        match self.slow_threshold_ns() {
+            THRESHOLD_OFF => None,
+            ns => Some(ns as f64 / 1e9),
+        }
     }
 
     /// `time.monotonic()`'s clock, at full resolution.

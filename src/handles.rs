@@ -34,6 +34,7 @@ use pyo3::{PyClass, PyTraverseError, PyVisit};
 
 use crate::errors::py_helper;
 use crate::gil_cell::GilCell;
+use crate::metrics::Stats;
 
 /// Where asyncio has `events._ThreadSafeHandle` (3.14+), a `call_soon_threadsafe` handle's
 /// `cancel()` and `cancelled()`, called from another thread while its callback runs, wait until
@@ -61,7 +62,12 @@ fn thread_token() -> u64 {
 pub struct LoopShared {
     pub debug: AtomicBool,
     pub timer_cancelled: AtomicUsize,
+    /// What `loop.metrics()` reports (see metrics.rs).
+    pub stats: Stats,
 }
+
+/// What `run_keeping` hands back: the callback and arguments a one-shot handle gave up.
+pub(crate) type Taken<'py> = Option<(Bound<'py, PyAny>, Bound<'py, PyTuple>)>;
 
 struct Callback {
     callback: Py<PyAny>,
@@ -77,6 +83,8 @@ pub struct Handle {
     oneshot: bool,
     /// Made by `call_soon_threadsafe` (set each time a spare handle is reused).
     threadsafe: AtomicBool,
+    /// Registered as an fd's watch (`add_reader`, a transport's): counted as I/O by the metrics.
+    io: AtomicBool,
     /// While a guarded callback runs (see `THREADSAFE_HANDLES`): the thread running it.
     running_on: AtomicU64,
     /// The loop's debug mode when the handle was made (asyncio asks the loop at cancel time;
@@ -137,6 +145,7 @@ impl Handle {
             cancelled: AtomicBool::new(false),
             oneshot,
             threadsafe: AtomicBool::new(false),
+            io: AtomicBool::new(false),
             running_on: AtomicU64::new(0),
             debug: shared.debug.load(Ordering::Relaxed),
             source_traceback: GilCell::new(None),
@@ -147,6 +156,15 @@ impl Handle {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn is_io(&self) -> bool {
+        self.io.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_io(&self) {
+        self.io.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn set_threadsafe(&self, threadsafe: bool) {
@@ -292,6 +310,12 @@ impl Handle {
     /// handler, except `KeyboardInterrupt` and `SystemExit`, which are returned (they stop the
     /// loop, as in asyncio).
     pub(crate) fn run(slf: &Bound<'_, Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::run_keeping(slf, event_loop).map(drop)
+    }
+
+    /// `run`, handing back the callback and arguments a one-shot handle gave up to run them
+    /// (the caller drops them, or puts them back for a moment to format the handle).
+    pub(crate) fn run_keeping<'py>(slf: &Bound<'py, Self>, event_loop: &Bound<'py, PyAny>) -> PyResult<Taken<'py>> {
         let py = slf.py();
         let this = slf.get();
         let taken = if this.oneshot && !this.debug {
@@ -299,12 +323,13 @@ impl Handle {
         } else {
             None
         };
+        let kept = taken.is_some();
         let (callback, args) = match taken {
             Some(cb) => (cb.callback.into_bound(py), cb.args.into_bound(py)),
             None => match &*this.cb.borrow_mut(py) {
                 // Bound clones: dropping them is a plain decref (a `Py` drop checks the GIL first).
                 Some(cb) => (cb.callback.bind(py).clone(), cb.args.bind(py).clone()),
-                None => return Ok(()),
+                None => return Ok(None),
             },
         };
         let guarded = this.guarded();
@@ -321,7 +346,7 @@ impl Handle {
             }
         }
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(kept.then_some((callback, args))),
             Err(err) if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) => {
                 Err(err)
             }
@@ -345,8 +370,29 @@ impl Handle {
                     drop(cb);
                 }
                 reported?;
-                Ok(())
+                Ok(None)
             }
+        }
+    }
+
+    /// Give a one-shot handle back the callback it gave up to run (see `run_keeping`) while it
+    /// is formatted; `unlend` takes it again.
+    pub(crate) fn lend(&self, py: Python<'_>, taken: &Taken<'_>) {
+        if let Some((callback, args)) = taken {
+            let mut cb = self.cb.borrow_mut(py);
+            if cb.is_none() {
+                *cb = Some(Callback {
+                    callback: callback.clone().unbind(),
+                    args: args.clone().unbind(),
+                });
+            }
+        }
+    }
+
+    pub(crate) fn unlend(&self, py: Python<'_>, taken: &Taken<'_>) {
+        if taken.is_some() {
+            let cb = self.cb.borrow_mut(py).take();
+            drop(cb); // outside the borrow
         }
     }
 
@@ -479,6 +525,7 @@ impl TimerHandle {
         let base = slf.as_super();
         if !base.get().is_cancelled() && this.scheduled.load(Ordering::Relaxed) {
             this.shared.timer_cancelled.fetch_add(1, Ordering::Relaxed);
+            this.shared.stats.timers_cancelled.add_shared(1);
         }
         Handle::cancel_bound(base)
     }

@@ -8,6 +8,7 @@ mod event_loop;
 mod fastcall;
 mod gil_cell;
 mod handles;
+mod metrics;
 mod reactor;
 mod selector;
 mod sock;
@@ -33,6 +34,31 @@ fn _set_threadsafe_handles(enabled: bool) {
     handles::set_threadsafe_handles(enabled);
 }
 
+/// `rose.set_slow_callback_threshold`: the process-wide threshold (seconds; None: off) of loops
+/// that have not set their own.
+#[pyfunction]
+#[pyo3(signature = (seconds))]
+fn _set_slow_callback_threshold(seconds: Option<f64>) -> PyResult<()> {
+    let ns = metrics::threshold_ns(seconds).map_err(pyo3::exceptions::PyValueError::new_err)?;
+    // Stored plus one: 0 is "off", a threshold of 0 s reports every callback.
+    let stored = if seconds.is_none() {
+        0
+    } else {
+        ns.saturating_add(1).min(u64::MAX - 2)
+    };
+    metrics::SLOW_THRESHOLD_NS.store(stored, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The process-wide slow-callback threshold in seconds, or None.
+#[pyfunction]
+fn _get_slow_callback_threshold() -> Option<f64> {
+    match metrics::SLOW_THRESHOLD_NS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        ns => Some((ns - 1) as f64 / 1e9),
+    }
+}
+
 #[pymodule]
 fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::EventLoop>()?;
@@ -53,6 +79,14 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::_sock_wait, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_set_threadsafe_handles, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_slow_callback_threshold, m)?)?;
+    m.add_function(wrap_pyfunction!(_get_slow_callback_threshold, m)?)?;
+    m.add(
+        "_HISTOGRAM_BOUNDS_NS",
+        (0..metrics::BUCKETS - 1)
+            .map(|k| metrics::bucket_bound_ns(k).unwrap_or(0))
+            .collect::<Vec<u64>>(),
+    )?;
     m.add_function(wrap_pyfunction!(fastcall::_install_fast_methods, m)?)?;
     Ok(())
 }

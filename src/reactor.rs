@@ -67,10 +67,13 @@ impl Wakeup {
     /// Wake the loop if (and only if) it is parked; a running loop sees new work anyway before
     /// it parks again, because it decides its timeout with the GIL held.
     #[inline]
-    pub fn wake(&self) {
-        if self.parked.load(Ordering::SeqCst) {
+    /// Wake the loop if it is parked; true if it was.
+    pub fn wake(&self) -> bool {
+        let parked = self.parked.load(Ordering::SeqCst);
+        if parked {
             self.notify.notify_one();
         }
+        parked
     }
 }
 

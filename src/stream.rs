@@ -29,6 +29,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
+use crate::metrics::TransportMetrics;
 use crate::sockfd::SockFd;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
@@ -88,6 +89,7 @@ impl CoreState for State {
 #[pyclass(frozen, module = "rose._rose")]
 pub struct StreamTransport {
     event_loop: Py<EventLoop>,
+    metrics: TransportMetrics,
     /// The socket and its fd (no syscall once the socket has let the fd go: see sockfd.rs).
     sock: SockFd,
     state: GilCell<State>,
@@ -107,6 +109,10 @@ impl Core for StreamTransport {
 
     fn fd(&self) -> RawFd {
         self.sock.number()
+    }
+
+    fn metrics(&self) -> &TransportMetrics {
+        &self.metrics
     }
 }
 
@@ -137,7 +143,10 @@ impl StreamTransport {
             // SAFETY: reading at most `buf.len()` bytes into our own buffer.
             let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             match n {
-                n if n > 0 => Ok(Some(PyBytes::new(py, &buf[..n as usize]))),
+                n if n > 0 => {
+                    self.metrics.read(n as usize);
+                    Ok(Some(PyBytes::new(py, &buf[..n as usize])))
+                }
                 0 => Ok(None),
                 _ => Err(last_errno()),
             }
@@ -184,6 +193,9 @@ impl StreamTransport {
             }
         };
         drop(view);
+        if n > 0 {
+            self.metrics.read(n as usize);
+        }
         match n {
             n if n > 0 => self.call_protocol(
                 py,
@@ -217,6 +229,7 @@ impl StreamTransport {
         if n < 0 {
             Err(last_errno())
         } else {
+            self.metrics.written(n as usize);
             Ok(n as usize)
         }
     }
@@ -267,6 +280,7 @@ impl StreamTransport {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         Ok(Self {
+            metrics: TransportMetrics::new(event_loop.get().shared()),
             event_loop,
             sock: SockFd::new(sock)?,
             state: GilCell::new(State {
@@ -433,6 +447,7 @@ impl StreamTransport {
             };
             if n >= 0 {
                 sent = n as usize;
+                this.metrics.written(sent);
                 if sent == slice.len() {
                     return Ok(());
                 }

@@ -305,6 +305,8 @@ pub trait Core: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
     fn state(&self) -> &GilCell<Self::State>;
     fn event_loop(&self) -> &Py<EventLoop>;
     fn fd(&self) -> RawFd;
+    /// Its link to the loop's counters (bytes, open transports).
+    fn metrics(&self) -> &crate::metrics::TransportMetrics;
 }
 
 pub fn transport_of<C: Core>(this: &C, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -568,6 +570,7 @@ pub fn set_write_buffer_limits<C: Core>(
 /// already), so every I/O path must see the connection as lost; let go of the protocol, the
 /// Python transport and anything buffered.
 pub fn detach<C: Core>(this: &C, py: Python<'_>) {
+    this.metrics().closed();
     let taken = {
         let mut st = this.state().borrow_mut(py);
         let dropped = st.discard();

@@ -26,6 +26,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
+use crate::metrics::TransportMetrics;
 use crate::sockfd::SockFd;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
@@ -68,6 +69,7 @@ impl CoreState for State {
 #[pyclass(frozen, name = "_SelectorDatagramTransport", module = "rose._rose")]
 pub struct DatagramTransport {
     event_loop: Py<EventLoop>,
+    metrics: TransportMetrics,
     /// The Python socket object (for what is not done here: see the module note) and its fd
     /// (no syscall once the socket has let it go: see sockfd.rs).
     sock: SockFd,
@@ -96,6 +98,10 @@ impl Core for DatagramTransport {
 
     fn fd(&self) -> RawFd {
         self.sock.number()
+    }
+
+    fn metrics(&self) -> &TransportMetrics {
+        &self.metrics
     }
 }
 
@@ -360,7 +366,10 @@ impl DatagramTransport {
                         .bind(py)
                         .call_method1(intern!(py, "sendto"), (pydata, addr))
                     {
-                        Ok(_) => Sent::Done,
+                        Ok(_) => {
+                            self.metrics.written(data.len());
+                            Sent::Done
+                        }
                         Err(err)
                             if err.is_instance_of::<PyBlockingIOError>(py)
                                 || err.is_instance_of::<PyInterruptedError>(py) =>
@@ -373,6 +382,7 @@ impl DatagramTransport {
             }
         };
         if n >= 0 {
+            self.metrics.written(n as usize);
             return Sent::Done;
         }
         match last_errno() {
@@ -428,6 +438,7 @@ impl DatagramTransport {
     ) -> PyResult<Self> {
         let py = sock.py();
         Ok(Self {
+            metrics: TransportMetrics::new(event_loop.get().shared()),
             event_loop,
             family: sock.getattr(intern!(py, "family"))?.extract()?,
             sock: SockFd::new(sock)?,
@@ -493,6 +504,7 @@ impl DatagramTransport {
             if n < 0 {
                 Err(last_errno())
             } else {
+                self.metrics.read(n as usize);
                 Ok(PyBytes::new(py, &buf[..n as usize]))
             }
         });

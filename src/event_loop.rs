@@ -28,10 +28,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::clock::Clock;
+use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
-use crate::metrics::{threshold_ns, Clock, Kind, Stats, BUCKETS, SLOW_THRESHOLD_NS};
+use crate::metrics::{threshold_ns, Kind, Stats, BUCKETS, SLOW_THRESHOLD_NS};
 use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
@@ -44,26 +46,6 @@ const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
 /// `time.get_clock_info('monotonic').resolution` on Linux.
 const CLOCK_RESOLUTION: f64 = 1e-09;
 const NO_THREAD: i64 = 0;
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `time.monotonic()`.
-#[inline]
-pub fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
-/// Nanoseconds to float seconds exactly as CPython's `_PyTime_AsSecondsDouble` rounds them, so
-/// `loop.time()` and `time.monotonic()` agree to the last bit.
-#[inline]
-pub fn ns_to_secs(ns: i64) -> f64 {
-    if ns % 1_000_000_000 == 0 {
-        (ns / 1_000_000_000) as f64
-    } else {
-        ns as f64 / 1e9
-    }
-}
 
 /// A timer deadline in float seconds to the first nanosecond at or after it (never early).
 /// Anything at or before the clock's start (negative, -inf, NaN: due at once) is 1 ns, so no
@@ -1105,14 +1087,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_match_cpython_rounding() {
-        // CPython divides whole seconds as integers, the rest as doubles.
-        assert_eq!(ns_to_secs(5_000_000_000), 5.0);
-        assert_eq!(ns_to_secs(1_500_000_000), 1.5);
-        assert_eq!(ns_to_secs(123_456_789_012), 123_456_789_012_f64 / 1e9);
-    }
-
-    #[test]
     fn deadlines_never_round_early() {
         for when in [0.1, 1.0 / 3.0, 12_345.678_901_234, 1e-9, 7.0] {
             let ns = deadline_ns(when);
@@ -1125,12 +1099,5 @@ mod tests {
         assert_eq!(deadline_ns(-1.0), 1);
         assert_eq!(deadline_ns(0.0), 1);
         assert_eq!(deadline_ns(1e300), i64::MAX);
-    }
-
-    #[test]
-    fn monotonic_clock_moves_forward() {
-        let a = monotonic_ns();
-        let b = monotonic_ns();
-        assert!(b >= a && a > 0);
     }
 }

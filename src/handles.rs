@@ -62,8 +62,8 @@ fn thread_token() -> u64 {
 pub struct LoopShared {
     pub debug: AtomicBool,
     pub timer_cancelled: AtomicUsize,
-    /// What `loop.metrics()` reports (see metrics.rs).
-    pub stats: Stats,
+    /// What `loop.metrics()` reports (see metrics.rs); transports hold it too.
+    pub stats: Arc<Stats>,
 }
 
 /// What `run_keeping` hands back: the callback and arguments a one-shot handle gave up.

@@ -3,6 +3,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod clock;
 mod errors;
 mod event_loop;
 mod fastcall;

@@ -1,12 +1,8 @@
 //! Loop metrics: counters the run step keeps as it goes, always on (`loop.metrics()`).
 //!
 //! What it costs per callback (measured with callgrind: benchmarks/metrics_cost.py): one read
-//! of the clock at each callback's end, a subtraction, a multiply, a log2 bucket and a few
-//! counter updates, a handful of instructions. The clock is the CPU's time-stamp counter where
-//! the kernel itself uses it as its clocksource (x86-64 with an invariant TSC; `rdtsc` is about
-//! 12 ns where `clock_gettime` is about 23), converted to nanoseconds with a ratio measured
-//! against `CLOCK_MONOTONIC` once 50 ms have passed; until then, and everywhere else,
-//! `CLOCK_MONOTONIC` itself.
+//! of the callback clock (clock.rs) at each callback's end, a subtraction, a multiply, a log2
+//! bucket and a few counter updates.
 //!
 //! A callback's duration runs from the end of the one before it in the same run phase (or the
 //! start of the phase) to its own end: the callback plus rose's own bookkeeping around it, a
@@ -15,10 +11,7 @@
 //! (`call_soon_threadsafe`, a transport written from another thread) add atomically.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-
-use crate::event_loop::monotonic_ns;
-use crate::handles::LoopShared;
+use std::sync::Arc;
 
 /// Buckets of the callback-duration histogram: bucket 0 holds durations under 1024 ns, bucket
 /// `k` (1..=BUCKETS-2) those in [2^(9+k), 2^(10+k)) ns, the last one everything from 2^34 ns
@@ -97,32 +90,32 @@ impl Stats {
 /// A transport's link to its loop's counters: bytes moved, and "open" from creation until
 /// `connection_lost` has run (or the transport is dropped without it).
 pub struct TransportMetrics {
-    shared: Arc<LoopShared>,
+    stats: Arc<Stats>,
     open: AtomicBool,
 }
 
 impl TransportMetrics {
-    pub fn new(shared: &Arc<LoopShared>) -> Self {
-        shared.stats.transports_open.fetch_add(1, Ordering::Relaxed);
+    pub fn new(stats: &Arc<Stats>) -> Self {
+        stats.transports_open.fetch_add(1, Ordering::Relaxed);
         Self {
-            shared: shared.clone(),
+            stats: stats.clone(),
             open: AtomicBool::new(true),
         }
     }
 
     #[inline]
     pub fn read(&self, n: usize) {
-        self.shared.stats.bytes_read.add_shared(n as u64);
+        self.stats.bytes_read.add_shared(n as u64);
     }
 
     #[inline]
     pub fn written(&self, n: usize) {
-        self.shared.stats.bytes_written.add_shared(n as u64);
+        self.stats.bytes_written.add_shared(n as u64);
     }
 
     pub fn closed(&self) {
         if self.open.swap(false, Ordering::Relaxed) {
-            self.shared.stats.transports_open.fetch_sub(1, Ordering::Relaxed);
+            self.stats.transports_open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -130,96 +123,6 @@ impl TransportMetrics {
 impl Drop for TransportMetrics {
     fn drop(&mut self) {
         self.closed();
-    }
-}
-
-/// Ticks of the callback clock: the TSC, or CLOCK_MONOTONIC ns (see the module note).
-#[derive(Clone, Copy)]
-pub enum Clock {
-    /// ns per tick as 32.32 fixed point.
-    Tsc(u64),
-    Monotonic,
-}
-
-static TSC_USABLE: OnceLock<bool> = OnceLock::new();
-/// 32.32 fixed-point ns per TSC tick; 0 until calibrated.
-static TSC_MULT: AtomicU64 = AtomicU64::new(0);
-static TSC_BASE: AtomicU64 = AtomicU64::new(0);
-static TSC_BASE_NS: AtomicI64 = AtomicI64::new(0);
-/// How long the calibration baseline is.
-const CALIBRATION_NS: i64 = 50_000_000;
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no preconditions on x86-64.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn rdtsc() -> u64 {
-    0
-}
-
-fn tsc_usable() -> bool {
-    *TSC_USABLE.get_or_init(|| {
-        cfg!(target_arch = "x86_64")
-            && std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
-                .is_ok_and(|s| s.trim() == "tsc")
-    })
-}
-
-impl Clock {
-    /// The clock for one run phase; `now_ns` is CLOCK_MONOTONIC as the phase starts, which
-    /// also advances the calibration.
-    #[inline]
-    pub fn current(now_ns: i64) -> Clock {
-        let mult = TSC_MULT.load(Ordering::Relaxed);
-        if mult != 0 {
-            return Clock::Tsc(mult);
-        }
-        Self::calibrate(now_ns);
-        Clock::Monotonic
-    }
-
-    #[cold]
-    fn calibrate(now_ns: i64) {
-        if !tsc_usable() {
-            return;
-        }
-        let base_ns = TSC_BASE_NS.load(Ordering::Relaxed);
-        if base_ns == 0 {
-            TSC_BASE.store(rdtsc(), Ordering::Relaxed);
-            TSC_BASE_NS.store(monotonic_ns(), Ordering::Relaxed);
-            return;
-        }
-        if now_ns - base_ns < CALIBRATION_NS {
-            return;
-        }
-        let (ns1, tsc1) = (monotonic_ns(), rdtsc());
-        let ticks = tsc1.saturating_sub(TSC_BASE.load(Ordering::Relaxed));
-        let ns = (ns1 - base_ns) as u64;
-        if ticks > 0 {
-            let mult = ((ns as u128) << 32) / ticks as u128;
-            TSC_MULT.store((mult as u64).max(1), Ordering::Relaxed);
-        }
-    }
-
-    #[inline]
-    pub fn now(self) -> u64 {
-        match self {
-            Clock::Tsc(_) => rdtsc(),
-            Clock::Monotonic => monotonic_ns() as u64,
-        }
-    }
-
-    #[inline]
-    pub fn to_ns(self, ticks: u64) -> u64 {
-        match self {
-            Clock::Tsc(mult) => ((ticks as u128 * mult as u128) >> 32) as u64,
-            Clock::Monotonic => ticks,
-        }
     }
 }
 
@@ -253,13 +156,6 @@ mod tests {
             assert_eq!(bucket_of(bound), k + 1);
         }
         assert_eq!(bucket_bound_ns(BUCKETS - 1), None);
-    }
-
-    #[test]
-    fn monotonic_clock_is_nanoseconds() {
-        assert_eq!(Clock::Monotonic.to_ns(12345), 12345);
-        assert_eq!(Clock::Tsc(1 << 32).to_ns(777), 777);
-        assert_eq!(Clock::Tsc(1 << 31).to_ns(1000), 500);
     }
 
     #[test]

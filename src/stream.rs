@@ -280,7 +280,7 @@ impl StreamTransport {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         Ok(Self {
-            metrics: TransportMetrics::new(event_loop.get().shared()),
+            metrics: TransportMetrics::new(&event_loop.get().shared().stats),
             event_loop,
             sock: SockFd::new(sock)?,
             state: GilCell::new(State {

@@ -438,7 +438,7 @@ impl DatagramTransport {
     ) -> PyResult<Self> {
         let py = sock.py();
         Ok(Self {
-            metrics: TransportMetrics::new(event_loop.get().shared()),
+            metrics: TransportMetrics::new(&event_loop.get().shared().stats),
             event_loop,
             family: sock.getattr(intern!(py, "family"))?.extract()?,
             sock: SockFd::new(sock)?,

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -37,16 +38,16 @@ from micro import PY_TAG, RESULTS_DIR, log, machine_info, machine_summary  # noq
 
 MICRO = {
     # name: (N1, N2): sizes small enough for callgrind (~50x slower than native)
-    "call_soon_chain": (2000, 12000),
-    "call_soon_batch": (2000, 12000),
-    "call_later_spread": (1000, 6000),
-    "timer_cancel": (2000, 12000),
-    "sleep0": (1000, 6000),
-    "future_roundtrip": (1000, 6000),
-    "gather_1000": (2, 7),
-    "call_soon_threadsafe": (1000, 6000),
+    "call_soon_chain": (2000, 8000),
+    "call_soon_batch": (2000, 8000),
+    "call_later_spread": (1000, 4000),
+    "timer_cancel": (2000, 8000),
+    "sleep0": (1000, 4000),
+    "future_roundtrip": (1000, 4000),
+    "gather_1000": (2000, 8000),  # N counts tasks (micro.py: a multiple of 1000)
+    "call_soon_threadsafe": (1000, 4000),
 }
-ECHO = (2000, 12000)
+ECHO = (1000, 4000)
 
 
 def default_baseline() -> str:
@@ -163,38 +164,53 @@ def build_baseline(rev: str, where: Path) -> Path:
     return where
 
 
-def measure(tree: Path, only: list[str]) -> dict:
+def commands(tree: Path, name: str, n: int) -> list[str]:
     py = python_binary()
+    if name == "echo_protocol":
+        return [py, str(HERE / "metrics_cost.py"), "--echo-child", str(n)]
+    return [py, str(tree / "benchmarks" / "micro.py"), "--child", "rose", name, str(n)]
+
+
+def environment(tree: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
     env.pop("ROSE_STATS", None)
-    figures = {}
+    return env
+
+
+def measure(trees: dict[str, Path], only: list[str], rounds: int) -> dict:
+    """{tree label: {benchmark: [instructions/op of each round]}}, the trees interleaved.
+
+    Rounds, not one count: the run step polls I/O by the clock (every 250 µs while busy), so
+    how often it does under valgrind's slowdown moves the count by about 1% from run to run."""
+    figures: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
     for name in only:
-        if name == "echo_protocol":
-            figures[name] = per_op(
-                lambda n: [py, str(HERE / "metrics_cost.py"), "--echo-child", str(n)], ECHO, env
-            )
-        else:
-            micro = tree / "benchmarks" / "micro.py"
-            figures[name] = per_op(
-                lambda n, b=name, m=micro: [py, str(m), "--child", "rose", b, str(n)], MICRO[name], env
-            )
-        log(f"{tree.name}: {name} {figures[name]:.0f} instructions/op")
+        sizes = ECHO if name == "echo_protocol" else MICRO[name]
+        for _ in range(rounds):
+            for label, tree in trees.items():
+                value = per_op(lambda n, t=tree, b=name: commands(t, b, n), sizes, environment(tree))
+                figures[label].setdefault(name, []).append(value)
+                log(f"{label}: {name} {value:.0f} instructions/op")
     return figures
 
 
-def report(started, rev, with_metrics, without, machine) -> str:
+def report(started, rev, figures, rounds, machine) -> str:
     lines = [
         "# Metrics cost (callgrind instructions per operation)",
         "",
         f"{started:%Y-%m-%d %H:%M} UTC, {machine_summary(machine)}; release builds. 'without': {rev};"
-        " 'with': this tree (counters and histogram always on).",
+        f" 'with': this tree (counters and histogram always on). Medians of {rounds} interleaved rounds"
+        " (range in brackets).",
         "",
         "| benchmark | without | with | with / without |",
         "|---|---:|---:|---:|",
     ]
-    for name in with_metrics:
-        a, b = without[name], with_metrics[name]
-        lines.append(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.3f} |")
+    for name in figures["with"]:
+        a, b = figures["without"][name], figures["with"][name]
+        ma, mb = statistics.median(a), statistics.median(b)
+        lines.append(
+            f"| {name} | {ma:,.0f} [{min(a):,.0f}-{max(a):,.0f}] | {mb:,.0f} [{min(b):,.0f}-{max(b):,.0f}] |"
+            f" {mb / ma:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +222,7 @@ def main(argv: list[str]) -> int:
         default=",".join([*MICRO, "echo_protocol"]),
         help="comma-separated benchmarks (default: every micro-benchmark and echo_protocol)",
     )
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--echo-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.echo_child is not None:
@@ -223,16 +240,15 @@ def main(argv: list[str]) -> int:
     ).stdout.strip()
     base = build_baseline(baseline, ROOT / "target" / "metrics-baseline-tree")
     try:
-        without = measure(base, only)
-        with_metrics = measure(ROOT, only)
+        figures = measure({"without": base, "with": ROOT}, only, args.rounds)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
     machine = machine_info()
-    text = report(started, rev, with_metrics, without, machine)
+    text = report(started, rev, figures, args.rounds, machine)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     (RESULTS_DIR / f"metrics_cost-{PY_TAG}-{stamp}.json").write_text(
-        json.dumps({"baseline": rev, "with": with_metrics, "without": without, "machine": machine}, indent=2) + "\n"
+        json.dumps({"baseline": rev, "rounds": args.rounds, **figures, "machine": machine}, indent=2) + "\n"
     )
     (RESULTS_DIR / f"metrics_cost-{PY_TAG}-latest.md").write_text(text)
     print(text)

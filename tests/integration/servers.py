@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import os
 import pwd
@@ -59,7 +60,9 @@ def wait_until(ready, proc, what, log):
     deadline = time.monotonic() + START_TIMEOUT
     while not ready():
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} while starting:\n{_read(log)}")
+            raise RuntimeError(
+                f"{what} exited with {proc.returncode} while starting:\n{_read(log)}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready after {START_TIMEOUT} s:\n{_read(log)}")
         time.sleep(0.05)
@@ -81,7 +84,9 @@ class Postgres:
     def dsn(self, unix=False):
         """A libpq URI (asyncpg and psycopg both take it), over TCP or the unix socket."""
         if unix:
-            return f"postgresql://{self.user}@/{self.database}?host={self.socket_dir}&port={self.port}"
+            return (
+                f"postgresql://{self.user}@/{self.database}?host={self.socket_dir}&port={self.port}"
+            )
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
@@ -105,6 +110,18 @@ def _as_postgres_user():
         return {}, None
     pw = pwd.getpwnam("postgres")  # made by Debian's postgresql package
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}, pw
+
+
+def _postgres_ready(bindir, server):
+    """The server accepts sessions, on its TCP port and on its unix socket."""
+    return all(
+        subprocess.call(
+            [f"{bindir}/pg_isready", "-q", "-h", host, "-p", str(server.port), "-U", server.user],
+            stdin=subprocess.DEVNULL,
+        )
+        == 0
+        for host in (server.host, server.socket_dir)
+    )
 
 
 @contextlib.contextmanager
@@ -144,18 +161,10 @@ def run_postgres():
                     cwd=root, **as_user,
                 )  # fmt: skip
             server = Postgres("127.0.0.1", port, root)
-
-            def ready():
-                return all(
-                    subprocess.call(
-                        [f"{bindir}/pg_isready", "-q", "-h", host, "-p", str(port), "-U", "postgres"],
-                        stdin=subprocess.DEVNULL, env=env,
-                    ) == 0
-                    for host in (server.host, server.socket_dir)
-                )  # fmt: skip
-
             try:
-                wait_until(ready, proc, "postgres", log)
+                wait_until(
+                    functools.partial(_postgres_ready, bindir, server), proc, "postgres", log
+                )
                 break
             except RuntimeError:
                 if proc.poll() is None or "Address already in use" not in _read(log):
@@ -198,6 +207,12 @@ def _redis_pings(family, address):
         return False
 
 
+def _redis_ready(server):
+    return _redis_pings(socket.AF_INET, (server.host, server.port)) and _redis_pings(
+        socket.AF_UNIX, server.unix_socket
+    )
+
+
 @contextlib.contextmanager
 def run_redis():
     binary = shutil.which("redis-server")
@@ -216,14 +231,8 @@ def run_redis():
                      "--save", "", "--appendonly", "no", "--dir", root, "--daemonize", "no"],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=root,
                 )  # fmt: skip
-
-            def ready():
-                return _redis_pings(socket.AF_INET, (server.host, server.port)) and _redis_pings(
-                    socket.AF_UNIX, server.unix_socket
-                )
-
             try:
-                wait_until(ready, proc, "redis-server", log)
+                wait_until(functools.partial(_redis_ready, server), proc, "redis-server", log)
                 break
             except RuntimeError:
                 if proc.poll() is None or "Address already in use" not in _read(log):

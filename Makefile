@@ -87,6 +87,9 @@ services:  ## Debian's postgresql and redis-server for the integration tier (ins
 	  apt-get -o Acquire::Check-Valid-Until=false update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server >/dev/null; \
 	  rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; fi
+	@# PostgreSQL runs as the postgres user, who must be able to reach its binaries from /; the
+	@# root of sid.sh's chroot is made by mktemp -d, mode 700: give it the usual 755.
+	@if [ "$$(stat -c %a /)" = 700 ]; then chmod 755 /; fi
 
 reliability:  ## the reliability tier alone (fuzz, bad-input sweep, leaks, faults; part of test-python)
 	$(PYTHON) -m pytest tests/reliability -q

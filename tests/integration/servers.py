@@ -109,6 +109,9 @@ def _as_postgres_user():
     if os.geteuid() != 0:
         return {}, None
     pw = pwd.getpwnam("postgres")  # made by Debian's postgresql package
+    for path in ("/", "/usr", "/usr/lib", "/usr/lib/postgresql"):
+        if not os.stat(path).st_mode & 0o001:
+            raise RuntimeError(f"the postgres user cannot traverse {path} (run `make services`)")
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}, pw
 
 

@@ -171,3 +171,63 @@ def run(impl_factory, coro):
     """Run ``coro`` to completion on a fresh loop from ``impl_factory``."""
     with asyncio.Runner(loop_factory=impl_factory) as runner:
         return runner.run(coro)
+
+
+# pytest-asyncio (and pytest-aiohttp, built on it) are pytest plugins that load themselves
+# into every pytest run of the interpreter they are installed in, and pytest-asyncio 1.x then
+# warns at configure time unless `asyncio_default_fixture_loop_scope` is set in the pytest
+# configuration: with this project's `filterwarnings = ["error"]` that warning stops every
+# pytest run (the whole test suite, not only this tier). So they are not in the `integration`
+# extra: the tests install these pinned versions into a folder of their own, which only the
+# child pytest they start puts on its path.
+PYTEST_PLUGINS = ["pytest-asyncio==1.5.0", "pytest-aiohttp==1.1.1"]
+_PLUGIN_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(HERE)), ".venv", "pytest-plugins", sys.version.split()[0]
+)
+
+
+def pytest_plugin_dir():
+    """A folder holding PYTEST_PLUGINS for this interpreter (installed on first use)."""
+    stamp = os.path.join(_PLUGIN_DIR, "installed.txt")
+    want = "\n".join(PYTEST_PLUGINS)
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read() == want:
+                return _PLUGIN_DIR
+    tmp = _PLUGIN_DIR + ".tmp"
+    subprocess.run(["rm", "-rf", tmp, _PLUGIN_DIR], check=True)
+    proc = subprocess.run(
+        python("-m", "pip", "install", "-q", "--no-deps", "--target", tmp, *PYTEST_PLUGINS),
+        capture_output=True, text=True, timeout=120,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"pip could not install {PYTEST_PLUGINS}:\n{proc.stdout}{proc.stderr}")
+    with open(os.path.join(tmp, "installed.txt"), "w") as f:
+        f.write(want)
+    os.rename(tmp, _PLUGIN_DIR)
+    return _PLUGIN_DIR
+
+
+CHILD_PYTEST_INI = """\
+[pytest]
+asyncio_default_fixture_loop_scope = function
+filterwarnings = error
+"""
+
+
+def run_child_pytest(folder, files, *args):
+    """Write ``files`` ({name: source}) into ``folder`` and run pytest on them in a child
+    that has the pinned pytest plugins; returns the CompletedProcess."""
+    for name, source in {"pytest.ini": CHILD_PYTEST_INI, **files}.items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(source)
+    return subprocess.run(
+        python("-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder),
+               "-c", os.path.join(folder, "pytest.ini"), *args, str(folder)),
+        cwd=folder,
+        env=child_env(paths=[pytest_plugin_dir()], drop=["PYTEST_ADDOPTS"]),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import signal
 
 import aiohttp
@@ -17,6 +18,7 @@ from frameworks import (
     free_port,
     rose_or_plain,
     run,
+    run_child_pytest,
     server_fixture,  # noqa: F401 -- the `server` fixture
     stream_digest,
 )
@@ -169,3 +171,63 @@ def test_shutdown_by_signal(impl, loop_factory, server, served_file, sig):
         "cleanup_ctx cleaned up",
         "run_app returned",
     ], out
+
+
+# aiohttp's pytest plugin is pytest-aiohttp (1.x), whose fixtures (aiohttp_client,
+# aiohttp_server, ...) are pytest-asyncio fixtures: pytest-asyncio's
+# `pytest_asyncio_loop_factories` hook puts them, and the tests, on rose. (The older
+# aiohttp.pytest_plugin, deprecated by aiohttp, offers only --aiohttp-loop=pyloop|uvloop.)
+PLUGIN_CONFTEST_ROSE = '''
+import rose
+
+
+def pytest_asyncio_loop_factories(config, item):
+    return {"rose": rose.new_event_loop}
+'''
+
+PLUGIN_TESTS = '''
+import asyncio
+
+import pytest
+from aiohttp import web
+
+EXPECTED = {expected!r}
+
+
+async def handler(request):
+    loop = asyncio.get_running_loop()
+    return web.json_response({{"loop": type(loop).__module__ + "." + type(loop).__qualname__}})
+
+
+@pytest.mark.asyncio
+async def test_client(aiohttp_client):
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    resp = await client.get("/")
+    assert resp.status == 200
+    assert await resp.json() == {{"loop": EXPECTED}}
+    loop = asyncio.get_running_loop()
+    assert type(loop).__module__ + "." + type(loop).__qualname__ == EXPECTED
+
+
+@pytest.mark.asyncio
+async def test_raw_server(aiohttp_raw_server, aiohttp_client):
+    async def raw(request):
+        return web.Response(text="raw")
+
+    server = await aiohttp_raw_server(raw)
+    client = await aiohttp_client(server)
+    resp = await client.get("/anything")
+    assert (resp.status, await resp.text()) == (200, "raw")
+'''
+
+
+def test_pytest_aiohttp_plugin(impl, tmp_path):
+    files = {"test_generated.py": PLUGIN_TESTS.format(expected=LOOP_NAMES[impl])}
+    if impl == "rose":
+        files["conftest.py"] = PLUGIN_CONFTEST_ROSE
+    proc = run_child_pytest(tmp_path, files)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert re.search(r"^2 passed in ", proc.stdout, re.M), out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import time
 
@@ -17,7 +18,7 @@ import psycopg_pool
 import pytest
 from servers import postgres_server  # noqa: F401  (the session's server, a fixture)
 
-from conftest import is_impl_loop
+from conftest import is_impl_loop, pattern
 
 TRANSPORTS = ["tcp", "unix"]
 
@@ -58,6 +59,31 @@ async def wait_idle(conn, pid):
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"backend {pid} still busy")
+
+
+async def until(predicate, what):
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never {what}")
+
+
+async def terminate(admin, pids):
+    """End the server sessions ``pids`` (pg_terminate_backend); wait until they are gone."""
+    ended = await admin.fetchval(
+        "select count(*) filter (where pg_terminate_backend(pid)) from unnest($1::int[]) pid",
+        list(pids),
+    )
+    assert ended == len(pids)
+    for _ in range(500):
+        left = await admin.fetchval(
+            "select count(*) from pg_stat_activity where pid = any($1::int[])", list(pids)
+        )
+        if left == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"sessions {pids} still there")
 
 
 # --------------------------------------------------------------------------
@@ -218,6 +244,78 @@ def test_asyncpg_cancel(impl, loop_factory, postgres_server, transport):  # noqa
     run(impl, loop_factory, main)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_asyncpg_large_values(impl, loop_factory, postgres_server, transport):  # noqa: F811
+    blob = pattern(4 << 20)  # 4 MiB each way: many reads, and writes that must wait
+
+    async def main():
+        conn = await asyncpg.connect(postgres_server.dsn(unix=transport == "unix"))
+        try:
+            assert await conn.fetchval("select $1::bytea", blob) == blob
+            assert (
+                await conn.fetchval("select md5($1::bytea)", blob) == hashlib.md5(blob).hexdigest()
+            )
+            rows = await conn.fetch(
+                "select g, repeat('x', 200) as pad from generate_series(1, 20000) g"
+            )
+            assert [r["g"] for r in rows] == list(range(1, 20001))
+            assert all(r["pad"] == "x" * 200 for r in rows)
+            # A server-side cursor, fetched in batches.
+            async with conn.transaction():
+                seen = [
+                    r[0] async for r in conn.cursor("select generate_series(1, 5000)", prefetch=300)
+                ]
+            assert seen == list(range(1, 5001))
+        finally:
+            await conn.close()
+
+    run(impl, loop_factory, main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_asyncpg_session_ended_by_server(impl, loop_factory, postgres_server, transport):  # noqa: F811
+    dsn = postgres_server.dsn(unix=transport == "unix")
+
+    async def main():
+        admin = await asyncpg.connect(postgres_server.dsn())
+        conn = await asyncpg.connect(dsn)
+        try:
+            # The server ends an idle session: the loop reports the end, the connection closes.
+            await terminate(admin, [conn.get_server_pid()])
+            await until(conn.is_closed, "closed")
+            with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
+                await conn.fetchval("select 1")
+            # A pool replaces the connections the server ended.
+            async with asyncpg.create_pool(dsn, min_size=2, max_size=2) as pool:
+                held = [await pool.acquire() for _ in range(2)]
+                old = {await c.fetchval("select pg_backend_pid()") for c in held}
+                await terminate(admin, old)
+
+                def ended(proxy):
+                    try:
+                        return proxy.is_closed()
+                    except asyncpg.InterfaceError:  # the pool released it on its own
+                        return True
+
+                await until(lambda: all(ended(c) for c in held), "closed")
+                for c in held:
+                    await pool.release(c)  # a no-op for one already released
+                barrier = asyncio.Barrier(2)
+
+                async def pid():
+                    async with pool.acquire() as c:
+                        await barrier.wait()
+                        return await c.fetchval("select pg_backend_pid()")
+
+                new = set(await asyncio.gather(pid(), pid()))
+                assert len(new) == 2 and not new & old
+        finally:
+            await conn.close()
+            await admin.close()
+
+    run(impl, loop_factory, main)
+
+
 # --------------------------------------------------------------------------
 # psycopg 3 (async)
 # --------------------------------------------------------------------------
@@ -369,5 +467,69 @@ def test_psycopg_cancel(impl, loop_factory, postgres_server, transport):  # noqa
         finally:
             await conn.close()
             await watcher.close()
+
+    run(impl, loop_factory, main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_psycopg_large_values(impl, loop_factory, postgres_server, transport):  # noqa: F811
+    blob = pattern(4 << 20)
+
+    async def main():
+        dsn = postgres_server.dsn(unix=transport == "unix")
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            cur = await conn.execute("select %b::bytea, md5(%b::bytea)", (blob, blob))
+            assert await cur.fetchone() == (blob, hashlib.md5(blob).hexdigest())
+            cur = await conn.execute("select g, repeat('x', 200) from generate_series(1, 20000) g")
+            rows = await cur.fetchall()
+            assert rows == [(g, "x" * 200) for g in range(1, 20001)]
+            # A named (server-side) cursor, streamed in batches.
+            async with conn.cursor(name="stream") as named:
+                named.itersize = 300
+                await named.execute("select generate_series(1, 5000)")
+                assert [r[0] async for r in named] == list(range(1, 5001))
+
+    run(impl, loop_factory, main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_psycopg_session_ended_by_server(impl, loop_factory, postgres_server, transport):  # noqa: F811
+    dsn = postgres_server.dsn(unix=transport == "unix")
+
+    async def main():
+        admin = await asyncpg.connect(postgres_server.dsn())
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        try:
+            await terminate(admin, [conn.info.backend_pid])
+            with pytest.raises(psycopg.OperationalError):
+                await conn.execute("select 1")
+            assert conn.broken and conn.closed
+            # A pool that checks its connections replaces the ones the server ended.
+            pool = psycopg_pool.AsyncConnectionPool(
+                dsn,
+                min_size=2,
+                max_size=2,
+                open=False,
+                check=psycopg_pool.AsyncConnectionPool.check_connection,
+            )
+            await pool.open(wait=True, timeout=20)
+            try:
+                barrier = asyncio.Barrier(2)
+
+                async def pid():
+                    async with pool.connection() as c:
+                        await barrier.wait()
+                        return c.info.backend_pid
+
+                old = set(await asyncio.gather(pid(), pid()))
+                await terminate(admin, old)
+                barrier = asyncio.Barrier(2)
+                new = set(await asyncio.gather(pid(), pid()))
+                assert len(new) == 2 and not new & old
+            finally:
+                await pool.close()
+        finally:
+            await conn.close()
+            await admin.close()
 
     run(impl, loop_factory, main)

@@ -210,3 +210,24 @@ def test_redis_blpop_pushed(impl, loop_factory, redis_server, transport):  # noq
             await pusher.aclose()
 
     run(impl, loop_factory, main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_redis_connection_killed_by_server(impl, loop_factory, redis_server, transport):  # noqa: F811
+    async def main():
+        r = client(redis_server, transport)
+        admin = client(redis_server)
+        try:
+            old = await r.client_id()
+            assert await admin.client_kill_filter(_id=old) == 1
+            # The client sees the closed connection and reconnects for the next command.
+            assert await r.ping() is True
+            new = await r.client_id()
+            assert new != old
+            clients = {int(c["id"]) for c in await admin.client_list()}
+            assert new in clients and old not in clients
+        finally:
+            await r.aclose()
+            await admin.aclose()
+
+    run(impl, loop_factory, main)

@@ -16,6 +16,7 @@ from frameworks import (
     Server,
     assert_impl_loop,
     free_port,
+    python,
     rose_or_plain,
     run,
     run_child_pytest,
@@ -150,10 +151,18 @@ def test_500_concurrent_requests(impl, loop_factory, app_url):
     assert run(loop_factory, main()) == list(range(500))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_shutdown_by_signal(impl, loop_factory, server, served_file, sig):
+# SIGINT to `python -m rose app.py`; SIGTERM to an app given its loop by `run_app(loop=...)`.
+@pytest.mark.parametrize(
+    "sig, how", [(signal.SIGINT, "python-m-rose"), (signal.SIGTERM, "loop-argument")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_shutdown_by_signal(impl, loop_factory, server, served_file, sig, how):
     port = free_port()
-    srv = server(rose_or_plain(impl, "aiohttp_app.py", str(port), str(served_file)))
+    args = ["aiohttp_app.py", str(port), str(served_file)]
+    if how == "python-m-rose":
+        srv = server(rose_or_plain(impl, *args))
+    else:
+        srv = server(python(*args, f"--loop={impl}"))
     srv.wait_port(port)
 
     async def main():

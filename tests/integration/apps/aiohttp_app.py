@@ -1,6 +1,7 @@
 """An aiohttp application served by `web.run_app` (tests/integration/test_aiohttp.py).
 
     python [-m rose] aiohttp_app.py PORT FILE
+    python aiohttp_app.py PORT FILE --loop=rose|asyncio    (run_app's loop= argument)
 
 Routes: /loop (the running loop's class), /hello, /slow (a short sleep), /stream (a 10 MB
 streamed body), /file (FILE as a FileResponse, sent with loop.sendfile), /ws (an echo
@@ -83,5 +84,12 @@ def make_app(path):
 
 if __name__ == "__main__":
     port, path = int(sys.argv[1]), sys.argv[2]
-    web.run_app(make_app(path), host="127.0.0.1", port=port, backlog=1024, print=None)
+    kwargs = {}
+    if sys.argv[3:] == ["--loop=rose"]:
+        import rose
+
+        kwargs["loop"] = rose.new_event_loop()
+    elif sys.argv[3:] == ["--loop=asyncio"]:
+        kwargs["loop"] = asyncio.new_event_loop()
+    web.run_app(make_app(path), host="127.0.0.1", port=port, backlog=1024, print=None, **kwargs)
     print("run_app returned", flush=True)

@@ -5,7 +5,9 @@ them), in a fresh directory under the system's temp dir, on a free 127.0.0.1 por
 unix socket in that directory. Teardown stops the server by its pid and removes the
 directory: nothing stays running and nothing stays in /tmp.
 
-The test modules import the fixtures (``postgres_server``, ``redis_server``) from here.
+Both also speak TLS on loopback, with a certificate for 127.0.0.1 from a throwaway CA
+(trustme): PostgreSQL on its one TCP port (the client asks, ``sslmode``), Redis on a second
+port. The test modules import the fixtures (``postgres_server``, ``redis_server``) from here.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 
 import pytest
+import trustme
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -68,6 +72,22 @@ def wait_until(ready, proc, what, log):
         time.sleep(0.05)
 
 
+def write_tls_files(root, owner=None):
+    """A fresh CA and a certificate for 127.0.0.1 signed by it, as files in ``root``:
+    (ca.pem, server.crt, server.key), the key readable only by ``owner`` (a pwd entry)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = [os.path.join(root, name) for name in ("ca.pem", "server.crt", "server.key")]
+    ca.cert_pem.write_to_path(paths[0])
+    cert.cert_chain_pems[0].write_to_path(paths[1])
+    cert.private_key_pem.write_to_path(paths[2])
+    os.chmod(paths[2], 0o600)
+    if owner is not None:
+        for path in paths[1:]:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    return paths
+
+
 # --------------------------------------------------------------------------
 # PostgreSQL
 # --------------------------------------------------------------------------
@@ -78,16 +98,20 @@ class Postgres:
     host: str  # 127.0.0.1
     port: int
     socket_dir: str  # holds .s.PGSQL.<port>
+    ca_file: str  # the CA of the server's TLS certificate
     user: str = "postgres"
     database: str = "postgres"
 
-    def dsn(self, unix=False):
-        """A libpq URI (asyncpg and psycopg both take it), over TCP or the unix socket."""
+    def dsn(self, unix=False, tls=False):
+        """A libpq URI (asyncpg and psycopg both take it): over TCP without TLS, over TCP with
+        TLS (the certificate verified against our CA, for 127.0.0.1), or over the unix socket."""
         if unix:
             return (
                 f"postgresql://{self.user}@/{self.database}?host={self.socket_dir}&port={self.port}"
+                "&sslmode=disable"
             )
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+        params = f"sslmode=verify-full&sslrootcert={self.ca_file}" if tls else "sslmode=disable"
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}?{params}"
 
 
 def postgres_bindir():
@@ -139,6 +163,7 @@ def run_postgres():
         os.chmod(root, 0o700)
         data = os.path.join(root, "data")
         log = os.path.join(root, "server.log")
+        ca_file, cert_file, key_file = write_tls_files(root, pw)
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": root}
         with open(os.path.join(root, "initdb.log"), "w") as out:
             if pw is not None:
@@ -159,11 +184,13 @@ def run_postgres():
                      "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
                      "-c", "fsync=off", "-c", "synchronous_commit=off",
                      "-c", "full_page_writes=off", "-c", "autovacuum=off",
-                     "-c", "shared_buffers=16MB", "-c", "max_connections=40"],
+                     "-c", "shared_buffers=16MB", "-c", "max_connections=40",
+                     "-c", "ssl=on", "-c", f"ssl_cert_file={cert_file}",
+                     "-c", f"ssl_key_file={key_file}"],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                     cwd=root, **as_user,
                 )  # fmt: skip
-            server = Postgres("127.0.0.1", port, root)
+            server = Postgres("127.0.0.1", port, root, ca_file)
             try:
                 wait_until(
                     functools.partial(_postgres_ready, bindir, server), proc, "postgres", log
@@ -197,22 +224,31 @@ class Redis:
     host: str  # 127.0.0.1
     port: int
     unix_socket: str
+    tls_port: int  # TLS only, the certificate's CA in ca_file
+    ca_file: str
 
 
-def _redis_pings(family, address):
+def _redis_pings(family, address, tls_ca=None):
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.settimeout(1.0)
             s.connect(address)
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            if tls_ca is not None:
+                s = ssl.create_default_context(cafile=tls_ca).wrap_socket(
+                    s, server_hostname=address[0]
+                )
+            with s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
 
 
 def _redis_ready(server):
-    return _redis_pings(socket.AF_INET, (server.host, server.port)) and _redis_pings(
-        socket.AF_UNIX, server.unix_socket
+    return (
+        _redis_pings(socket.AF_INET, (server.host, server.port))
+        and _redis_pings(socket.AF_UNIX, server.unix_socket)
+        and _redis_pings(socket.AF_INET, (server.host, server.tls_port), server.ca_file)
     )
 
 
@@ -225,13 +261,18 @@ def run_redis():
     proc = None
     try:
         log = os.path.join(root, "server.log")
-        for _attempt in range(3):  # another process may take the free port before redis does
-            server = Redis("127.0.0.1", free_port(), os.path.join(root, "redis.sock"))
+        ca_file, cert_file, key_file = write_tls_files(root)
+        for _attempt in range(3):  # another process may take a free port before redis does
+            sock = os.path.join(root, "redis.sock")
+            server = Redis("127.0.0.1", free_port(), sock, free_port(), ca_file)
             with open(log, "w") as out:
                 proc = subprocess.Popen(
                     [binary, "--port", str(server.port), "--bind", "127.0.0.1",
                      "--unixsocket", server.unix_socket, "--unixsocketperm", "700",
-                     "--save", "", "--appendonly", "no", "--dir", root, "--daemonize", "no"],
+                     "--save", "", "--appendonly", "no", "--dir", root, "--daemonize", "no",
+                     "--tls-port", str(server.tls_port), "--tls-cert-file", cert_file,
+                     "--tls-key-file", key_file, "--tls-ca-cert-file", ca_file,
+                     "--tls-auth-clients", "no"],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=root,
                 )  # fmt: skip
             try:

@@ -1,7 +1,7 @@
 """asyncpg and psycopg 3 (async) against a real PostgreSQL, on rose and on stdlib asyncio.
 
 Pools, COPY in and out, LISTEN/NOTIFY and query cancellation, over TCP on loopback and over
-the server's unix socket. Every test checks what came back, not only that nothing raised.
+the server's unix socket; large values, sessions the server ends, and TLS. Every test checks what came back, not only that nothing raised.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import asyncio
 import csv
 import hashlib
 import io
+import ssl
 import time
 
 import asyncpg
 import psycopg
 import psycopg_pool
 import pytest
+import trustme
 from servers import postgres_server  # noqa: F401  (the session's server, a fixture)
 
 from conftest import is_impl_loop, pattern
@@ -316,6 +318,36 @@ def test_asyncpg_session_ended_by_server(impl, loop_factory, postgres_server, tr
     run(impl, loop_factory, main)
 
 
+def test_asyncpg_tls(impl, loop_factory, postgres_server):  # noqa: F811
+    dsn = postgres_server.dsn(tls=True)  # verify-full, against the test CA
+    blob = pattern(2 << 20)
+    in_tls = "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()"
+
+    async def main():
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow(in_tls)
+            assert row["ssl"] is True and row["version"].startswith("TLSv1.")
+            assert await conn.fetchval("select $1::bytea", blob) == blob
+            # Cancellation on a TLS session (the cancel request is a connection of its own).
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(conn.fetchval("select pg_sleep(30)"), 0.3)
+            assert await conn.fetchval("select 'after cancel'") == "after cancel"
+        finally:
+            await conn.close()
+        async with asyncpg.create_pool(dsn, min_size=2, max_size=2) as pool:
+            got = await asyncio.gather(*(pool.fetchval(in_tls) for _ in range(10)))
+            assert got == [True] * 10
+        # A certificate that another CA signed is refused.
+        ctx = ssl.create_default_context()
+        trustme.CA().configure_trust(ctx)
+        server = postgres_server
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncpg.connect(host=server.host, port=server.port, user=server.user, ssl=ctx)
+
+    run(impl, loop_factory, main)
+
+
 # --------------------------------------------------------------------------
 # psycopg 3 (async)
 # --------------------------------------------------------------------------
@@ -531,5 +563,24 @@ def test_psycopg_session_ended_by_server(impl, loop_factory, postgres_server, tr
         finally:
             await conn.close()
             await admin.close()
+
+    run(impl, loop_factory, main)
+
+
+def test_psycopg_tls(impl, loop_factory, postgres_server):  # noqa: F811
+    blob = pattern(2 << 20)
+
+    async def main():
+        dsn = postgres_server.dsn(tls=True)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            assert conn.pgconn.ssl_in_use
+            cur = await conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+            assert await cur.fetchone() == (True,)
+            cur = await conn.execute("select %b::bytea", (blob,))
+            assert await cur.fetchone() == (blob,)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(conn.execute("select pg_sleep(30)"), 0.3)
+            cur = await conn.execute("select 'after cancel'")
+            assert await cur.fetchone() == ("after cancel",)
 
     run(impl, loop_factory, main)

@@ -1,7 +1,8 @@
 """redis-py's asyncio client against a real redis-server, on rose and on stdlib asyncio.
 
 Pipelines (with MULTI/EXEC and WATCH), pub/sub, the unix socket, and BLPOP: timing out with
-None, satisfied by a push from another connection, and cancelled. Every test checks what came
+None, satisfied by a push from another connection, and cancelled; connections the server
+closes, and TLS. Every test checks what came
 back, not only that nothing raised.
 """
 
@@ -12,6 +13,10 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+import trustme
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import WatchError
 from servers import redis_server  # noqa: F401  (the session's server, a fixture)
 
@@ -229,5 +234,56 @@ def test_redis_connection_killed_by_server(impl, loop_factory, redis_server, tra
         finally:
             await r.aclose()
             await admin.aclose()
+
+    run(impl, loop_factory, main)
+
+
+def test_redis_tls(impl, loop_factory, redis_server):  # noqa: F811
+    key = f"tls:{impl}"
+    big = "".join(chr(ord("A") + i % 26) for i in range(1 << 20))
+
+    def tls_client(**ca):
+        return aioredis.Redis(
+            host=redis_server.host,
+            port=redis_server.tls_port,
+            ssl=True,
+            decode_responses=True,
+            **ca,
+        )
+
+    async def main():
+        r = tls_client(ssl_ca_certs=redis_server.ca_file)
+        plain = client(redis_server)
+        try:
+            assert await r.ping() is True
+            assert (await r.client_info())["laddr"] == f"127.0.0.1:{redis_server.tls_port}"
+            assert await r.set(key, big) is True
+            assert await plain.get(key) == big
+            async with r.pipeline(transaction=False) as pipe:
+                for _ in range(200):
+                    pipe.incr(f"{key}:n")
+                assert await pipe.execute() == list(range(1, 201))
+            async with r.pubsub() as pubsub:
+                await pubsub.subscribe(f"{key}:ch")
+                assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+                for i in range(5):
+                    assert await plain.publish(f"{key}:ch", f"over tls {i}") == 1
+                got = [await pubsub.get_message(timeout=5) for _ in range(5)]
+                assert [m["data"] for m in got] == [f"over tls {i}" for i in range(5)]
+            assert await r.blpop([f"{key}:empty"], timeout=0.2) is None
+            assert await r.delete(key, f"{key}:n") == 2
+        finally:
+            await r.aclose()
+            await plain.aclose()
+        # A certificate that another CA signed is refused.
+        # (No retries: redis-py would retry the handshake with backoff for 4 s.)
+        stranger = tls_client(
+            ssl_ca_data=trustme.CA().cert_pem.bytes().decode(), retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            with pytest.raises(RedisConnectionError, match="certificate verify failed"):
+                await stranger.ping()
+        finally:
+            await stranger.aclose()
 
     run(impl, loop_factory, main)

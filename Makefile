@@ -27,7 +27,7 @@ SID = if mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(stat 
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls lint \
+	test-debug integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls lint \
 	stubtest dev-deps clean
 
 help:  ## list the targets
@@ -61,16 +61,35 @@ test-3.14 test-3.15: test-%:  ## everything on CPython 3.14 / 3.15 (in the sid c
 .venv/3.13/bin/python:
 	$$($(TOOLS)/cpython.sh 3.13) -m venv .venv/3.13
 
-check: test-rust dev stubtest test-python test-debug tulip tulip-stdlib  ## everything on PYTHON: cargo tests, stub check, pytest (also in debug mode), CPython's test_asyncio on rose and on stdlib
+check: test-rust dev stubtest test-python test-debug integration tulip tulip-stdlib  ## everything on PYTHON: cargo tests, stub check, pytest (also in debug mode), the integration tier, CPython's test_asyncio on rose and on stdlib
 
 test-rust:  ## Rust unit tests (pure-Rust parts)
 	cargo test $(CARGO_FLAGS) --lib
 
 test-python:  ## pytest: every test on rose and on stdlib asyncio
-	$(PYTHON) -m pytest tests -q
+	$(PYTHON) -m pytest tests -q --ignore=tests/integration
 
 test-debug:  ## pytest again with PYTHONASYNCIODEBUG=1
-	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q
+	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q --ignore=tests/integration
+
+integration: services  ## real frameworks and real servers (PostgreSQL, Redis) on rose and on stdlib (tests/integration)
+	$(PYTHON) -m pip install -q $(call extra,integration)
+	$(PYTHON) -m pytest tests/integration -q
+
+# The tests start their own servers: while installing, a policy-rc.d (when there is none) keeps
+# the packages from starting theirs (a chroot has no init to stop them). Check-Valid-Until=false:
+# sid's Release file can be past its Valid-Until on a machine whose clock runs ahead. Without
+# recommends: they pull in an MTA (exim4), whose configuration fails in the chroot.
+services:  ## Debian's postgresql and redis-server for the integration tier (installed when missing)
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; fi; \
+	  apt-get -o Acquire::Check-Valid-Until=false update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server >/dev/null; \
+	  rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; fi
+	@# PostgreSQL runs as the postgres user, who must be able to reach its binaries from /; the
+	@# root of sid.sh's chroot is made by mktemp -d, mode 700: give it the usual 755.
+	@if [ "$$(stat -c %a /)" = 700 ]; then chmod 755 /; fi
 
 reliability:  ## the reliability tier alone (fuzz, bad-input sweep, leaks, faults; part of test-python)
 	$(PYTHON) -m pytest tests/reliability -q

@@ -40,11 +40,11 @@ dev:  ## debug build of the extension for PYTHON, in place (rose/_rose*.so), plu
 	$(PYTHON) -m pip install -q $(call extra,test) $(call extra,dev)
 	cargo build $(CARGO_FLAGS) --features extension-module
 	# a new inode: processes that have the old build loaded keep it intact
-	cp $(BUILD)/debug/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
+	cp $(BUILD)/debug/lib_rose.so $(SO).$$$$.tmp && mv -f $(SO).$$$$.tmp $(SO)
 
 release:  ## optimised build of the extension for PYTHON, in place
 	cargo build $(CARGO_FLAGS) --release --features extension-module
-	cp $(BUILD)/release/lib_rose.so $(SO).tmp && mv -f $(SO).tmp $(SO)
+	cp $(BUILD)/release/lib_rose.so $(SO).$$$$.tmp && mv -f $(SO).$$$$.tmp $(SO)
 
 test: lint $(addprefix test-,$(PYTHONS))  ## lint, then everything on every supported Python (PYTHONS="3.11 3.13 3.14 3.15")
 

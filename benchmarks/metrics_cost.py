@@ -37,17 +37,19 @@ sys.path.insert(0, str(HERE))
 from micro import PY_TAG, RESULTS_DIR, log, machine_info, machine_summary  # noqa: E402
 
 MICRO = {
-    # name: (N1, N2): sizes small enough for callgrind (~50x slower than native)
-    "call_soon_chain": (2000, 8000),
-    "call_soon_batch": (2000, 8000),
-    "call_later_spread": (1000, 4000),
-    "timer_cancel": (2000, 8000),
-    "sleep0": (1000, 4000),
-    "future_roundtrip": (1000, 4000),
-    "gather_1000": (2000, 8000),  # N counts tasks (micro.py: a multiple of 1000)
-    "call_soon_threadsafe": (1000, 4000),
+    # name: (N1, N2). Small enough for callgrind (~50x slower than native), far enough apart
+    # that what start-up costs differently from run to run (a few 100,000 instructions) moves
+    # a per-operation figure by well under 1%.
+    "call_soon_chain": (2000, 32000),
+    "call_soon_batch": (2000, 32000),
+    "call_later_spread": (1000, 16000),
+    "timer_cancel": (2000, 32000),
+    "sleep0": (1000, 16000),
+    "future_roundtrip": (1000, 16000),
+    "gather_1000": (2000, 22000),  # N counts tasks (micro.py: a multiple of 1000)
+    "call_soon_threadsafe": (1000, 16000),
 }
-ECHO = (1000, 4000)
+ECHO = (1000, 11000)
 
 
 def default_baseline() -> str:
@@ -178,10 +180,7 @@ def environment(tree: Path) -> dict:
 
 
 def measure(trees: dict[str, Path], only: list[str], rounds: int) -> dict:
-    """{tree label: {benchmark: [instructions/op of each round]}}, the trees interleaved.
-
-    Rounds, not one count: the run step polls I/O by the clock (every 250 µs while busy), so
-    how often it does under valgrind's slowdown moves the count by about 1% from run to run."""
+    """{tree label: {benchmark: [instructions/op of each round]}}, the trees interleaved."""
     figures: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
     for name in only:
         sizes = ECHO if name == "echo_protocol" else MICRO[name]
@@ -222,7 +221,7 @@ def main(argv: list[str]) -> int:
         default=",".join([*MICRO, "echo_protocol"]),
         help="comma-separated benchmarks (default: every micro-benchmark and echo_protocol)",
     )
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     p.add_argument("--echo-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.echo_child is not None:

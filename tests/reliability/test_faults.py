@@ -55,7 +55,9 @@ def test_child_killed_while_it_reads_our_writes(loop):
     # The reader of our pipe dies mid-stream: the writer gets a broken pipe, not a hang.
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; sys.stdin.buffer.read(1 << 20)",
+            # it reads what we send, then waits to be killed (exiting on its own, as a loaded
+            # machine's scheduling may let it, would make the exit status 0)
+            sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(1 << 20); time.sleep(60)",
             stdin=asyncio.subprocess.PIPE,
         )  # fmt: skip
         proc.stdin.write(b"y" * (1 << 20))

@@ -28,6 +28,7 @@ from .metrics import (
     format_stats,
     get_slow_callback_threshold,
     metrics_text,
+    set_callback_timing,
     set_slow_callback_threshold,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "HISTOGRAM_BOUNDS",
     "metrics_text",
     "format_stats",
+    "set_callback_timing",
     "set_slow_callback_threshold",
     "get_slow_callback_threshold",
 ]

@@ -18,13 +18,14 @@ from .metrics import (
     format_stats as format_stats,
     get_slow_callback_threshold as get_slow_callback_threshold,
     metrics_text as metrics_text,
+    set_callback_timing as set_callback_timing,
     set_slow_callback_threshold as set_slow_callback_threshold,
 )
 
 if sys.version_info >= (3, 14):
-    __all__ = ["Loop", "install", "new_event_loop", "run", "LoopMetrics", "HISTOGRAM_BOUNDS", "metrics_text", "format_stats", "set_slow_callback_threshold", "get_slow_callback_threshold"]
+    __all__ = ["Loop", "install", "new_event_loop", "run", "LoopMetrics", "HISTOGRAM_BOUNDS", "metrics_text", "format_stats", "set_callback_timing", "set_slow_callback_threshold", "get_slow_callback_threshold"]
 else:
-    __all__ = ["Loop", "install", "new_event_loop", "run", "LoopMetrics", "HISTOGRAM_BOUNDS", "metrics_text", "format_stats", "set_slow_callback_threshold", "get_slow_callback_threshold", "EventLoopPolicy"]
+    __all__ = ["Loop", "install", "new_event_loop", "run", "LoopMetrics", "HISTOGRAM_BOUNDS", "metrics_text", "format_stats", "set_callback_timing", "set_slow_callback_threshold", "get_slow_callback_threshold", "EventLoopPolicy"]
 __version__: str
 
 _T = TypeVar("_T")

@@ -96,6 +96,7 @@ def main(argv):
     if argv and argv[0] == "--stats":
         argv = argv[1:]
         os.environ[rose.metrics.STATS_ENV] = "1"
+        rose.metrics.set_callback_timing(True)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0

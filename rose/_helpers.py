@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from asyncio import base_events, format_helpers
+from asyncio import base_events, format_helpers, futures
 
 from . import _compat
 
@@ -85,15 +85,35 @@ def _extract_stack():
 
 def _notable_callback(loop, handle, ns, slow):
     """A callback took `ns` nanoseconds, long enough for the metrics' longest callbacks or
-    over the slow-callback threshold (`slow`): log it as asyncio's debug mode does (outside
-    debug mode) and return the handle as asyncio formats it."""
-    try:
-        what = base_events._format_handle(handle)
-    except Exception:  # noqa: BLE001 -- a user's repr failing must not stop the loop
-        what = object.__repr__(handle)
+    over the slow-callback threshold (`slow`). A slow one is logged as asyncio's debug mode
+    logs it (asyncio's own formatting of the handle, which costs tens of microseconds); the
+    longest ones are named briefly (what ran, without source locations), which the run step
+    can afford whenever a callback beats the shortest of them."""
     if slow:
+        try:
+            what = base_events._format_handle(handle)
+        except Exception:  # noqa: BLE001 -- a user's repr failing must not stop the loop
+            what = object.__repr__(handle)
         logger.warning("Executing %s took %.3f seconds", what, ns / 1e9)
-    return what
+    return _brief_handle(handle)
+
+
+def _brief_handle(handle):
+    """`<Handle name()>`, or for a task's step `<Task 'Task-1' coro=main()>`: the callback's
+    qualified name (or its type's), no arguments, no source location."""
+    try:
+        callback = handle._callback
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, futures.Future) and hasattr(owner, "get_coro"):
+            coro = owner.get_coro()
+            name = getattr(coro, "__qualname__", None) or type(coro).__name__
+            return f"<Task {owner.get_name()!r} coro={name}()>"
+        if callback is None:
+            return f"<{type(handle).__name__}>"
+        name = getattr(callback, "__qualname__", None) or f"{type(callback).__name__} object"
+        return f"<{type(handle).__name__} {name}()>"
+    except Exception:  # noqa: BLE001 -- a user's attribute failing must not stop the loop
+        return object.__repr__(handle)
 
 
 def _check_slow_callback(loop, handle, dt):

@@ -18,6 +18,7 @@ __all__ = [
     "_after_fork_child",
     "_get_slow_callback_threshold",
     "_install_fast_methods",
+    "_set_callback_timing",
     "_set_slow_callback_threshold",
     "_set_threadsafe_handles",
     "_sock_try_recv",
@@ -114,6 +115,7 @@ def _set_slow_callback_threshold(seconds: float | None) -> None:
     """The process-wide slow-callback threshold (seconds; None: off)."""
 
 def _get_slow_callback_threshold() -> float | None: ...
+def _set_callback_timing(enabled: bool) -> None: ...
 
 def _after_fork_child() -> None:
     """Mark every loop's reactor stale in a forked child (rebuilt on next use)."""

@@ -20,6 +20,7 @@ __all__ = [
     "LoopMetrics",
     "format_stats",
     "metrics_text",
+    "set_callback_timing",
     "set_slow_callback_threshold",
     "get_slow_callback_threshold",
 ]
@@ -48,8 +49,13 @@ class LoopMetrics:
     callbacks_io: int
     #: time spent parked in the reactor, waiting for I/O, a timer or a wake-up
     parked_ns: int
-    #: time spent running callbacks
+    #: time spent running (callbacks and the run step's own work) while `run_forever` ran
     running_ns: int
+    #: the timed callbacks' durations, added up (see `callback_timing`)
+    callback_ns: int
+    #: whether callbacks are being timed: with `set_callback_timing(True)`, a slow-callback
+    #: threshold, or debug mode; the histogram and `longest` count timed callbacks only
+    callback_timing: bool
     #: the longest callbacks so far, longest first: (ns, the handle as asyncio formats it)
     longest: tuple[tuple[int, str], ...]
     #: timers scheduled
@@ -82,7 +88,7 @@ class LoopMetrics:
 
     @property
     def utilisation(self) -> float:
-        """The share of the loop's measured time spent running callbacks (0.0 to 1.0)."""
+        """The share of the loop's time spent running rather than parked (0.0 to 1.0)."""
         total = self.parked_ns + self.running_ns
         return self.running_ns / total if total else 0.0
 
@@ -104,6 +110,15 @@ def snapshot(loop: Any) -> LoopMetrics:
     raw = loop._metrics()
     raw["longest"] = tuple((int(ns), str(what)) for ns, what in raw["longest"])
     return LoopMetrics(**raw)
+
+
+def set_callback_timing(enabled: bool) -> None:
+    """Time every callback of every rose loop, for the duration histogram and the longest
+    callbacks (`LoopMetrics.histogram`, `longest`). Off by default: it costs a few percent of
+    the run step on callback-bound work (benchmarks/results/metrics_cost-*). Callbacks are
+    timed anyway while a slow-callback threshold is set, in debug mode and under
+    `python -m rose --stats` (or with ROSE_CALLBACK_TIMING=1 in the environment)."""
+    _rose._set_callback_timing(bool(enabled))
 
 
 def set_slow_callback_threshold(seconds: float | None) -> None:
@@ -175,6 +190,8 @@ def format_stats(metrics: LoopMetrics, *, width: int = 40) -> str:
             n = m.histogram[k]
             bar = "#" * max(1 if n else 0, round(n / peak * width))
             lines.append(f"    {_bound_label(k):>12}  {n:>10,}  {bar}")
+    if not any(m.histogram):
+        lines.append("  callback durations: not timed (rose.set_callback_timing(True) times them)")
     if m.longest:
         lines.append("  longest callbacks")
         for ns, what in m.longest:
@@ -187,6 +204,7 @@ def format_stats(metrics: LoopMetrics, *, width: int = 40) -> str:
 _COUNTERS = [
     ("iterations_total", "counter", "Run-step iterations of the event loop.", "iterations"),
     ("parked_seconds_total", "counter", "Time the loop spent parked in the reactor.", "parked_ns"),
+    ("running_seconds_total", "counter", "Time the loop spent running (not parked).", "running_ns"),
     ("timers_scheduled_total", "counter", "Timers scheduled.", "timers_scheduled"),
     ("timers_cancelled_total", "counter", "Scheduled timers cancelled before they ran.", "timers_cancelled"),
     ("timers_fired_total", "counter", "Timers that came due.", "timers_fired"),
@@ -259,7 +277,7 @@ def metrics_text(loop: Any = None, *, prefix: str = "rose_loop_", labels: dict[s
         out.append(f"{prefix}callback_duration_seconds_bucket{_labels(labels, {'le': repr(bound)})} {cumulative}")
     cumulative += sum(m.histogram[len(HISTOGRAM_BOUNDS) :])
     out.append(f"{prefix}callback_duration_seconds_bucket{_labels(labels, {'le': '+Inf'})} {cumulative}")
-    out.append(f"{prefix}callback_duration_seconds_sum{_labels(labels)} {_number(m.running_ns / 1e9)}")
+    out.append(f"{prefix}callback_duration_seconds_sum{_labels(labels)} {_number(m.callback_ns / 1e9)}")
     out.append(f"{prefix}callback_duration_seconds_count{_labels(labels)} {cumulative}")
     return "\n".join(out) + "\n"
 
@@ -267,6 +285,9 @@ def metrics_text(loop: Any = None, *, prefix: str = "rose_loop_", labels: dict[s
 # `python -m rose --stats`: each rose loop prints its summary to stderr as it closes (the
 # environment variable reaches the program's own children, uvicorn's workers among them).
 STATS_ENV = "ROSE_STATS"
+TIMING_ENV = "ROSE_CALLBACK_TIMING"
+if os.environ.get(STATS_ENV) or os.environ.get(TIMING_ENV, "") not in ("", "0"):
+    _rose._set_callback_timing(True)
 
 
 def _print_stats_on_close(loop: Any) -> None:

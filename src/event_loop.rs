@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
@@ -33,7 +32,7 @@ use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
-use crate::metrics::{threshold_ns, Kind, Stats, BUCKETS, SLOW_THRESHOLD_NS};
+use crate::metrics::{threshold_ns, Kind, Phase, Stats, BUCKETS, CALLBACK_TIMING, SLOW_THRESHOLD_NS};
 use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
@@ -71,6 +70,9 @@ pub struct EventLoop {
     closed: AtomicBool,
     thread_id: AtomicI64,
     last_poll: AtomicI64,
+    /// When `run_forever` started (CLOCK_MONOTONIC ns; 0 while it is not running): the
+    /// loop's running time is the time `run_forever` ran less the time it was parked.
+    running_since: AtomicI64,
     /// `time()` is replaced on the instance or overridden by a subclass (see `_user_clock`):
     /// the run step and `call_later` then ask it, as asyncio's do.
     user_clock: AtomicBool,
@@ -251,6 +253,7 @@ impl EventLoop {
             }
             None => {
                 let base = Self::make_handle(slf, "call_at", callback, args, context, true)?;
+                base.set_kind(Kind::Timer);
                 new_untracked(
                     py,
                     PyClassInitializer::from(base).add_subclass(TimerHandle::new(when, &this.shared)),
@@ -314,7 +317,9 @@ impl EventLoop {
         }
     }
 
-    /// After a handle ran: keep it as a spare if nobody else can see it.
+    /// After a handle ran: keep it as a spare if nobody else can see it (inlined: it is the
+    /// hot path of every callback, and measured 30 instructions dearer as a call).
+    #[inline(always)]
     fn recycle(&self, py: Python<'_>, handle: Bound<'_, Handle>) {
         let tp = <Handle as pyo3::PyTypeInfo>::type_object_raw(py);
         if Handle::recyclable(&handle, tp) {
@@ -333,8 +338,22 @@ impl EventLoop {
     /// `clock_offset` is what the user's `time()` is ahead of `CLOCK_MONOTONIC` (seconds; 0
     /// unless `time()` is overridden).
     fn poll_events(&self, py: Python<'_>, busy: bool, clock_offset: f64, signals: &mut Vec<u8>) -> PyResult<i64> {
+        self.poll_events_at(py, monotonic_ns(), busy, clock_offset, signals)
+    }
+
+    /// A function of its own, never inlined: benchmarks/metrics_cost.py leaves the I/O poll out
+    /// of its instruction counts (it is unchanged code, and how often it runs depends on the
+    /// wall clock, which valgrind's slowdown makes noisy).
+    #[inline(never)]
+    fn poll_events_at(
+        &self,
+        py: Python<'_>,
+        mut now: i64,
+        busy: bool,
+        clock_offset: f64,
+        signals: &mut Vec<u8>,
+    ) -> PyResult<i64> {
         let selector_active = !self.selector.borrow_mut(py).is_empty();
-        let mut now = monotonic_ns();
         let recent = now - self.last_poll.load(Ordering::Relaxed) < POLL_BUDGET_NS;
         if recent && (busy || selector_active) {
             // The runtime was polled moments ago: do not enter it (DESIGN: entering costs
@@ -479,13 +498,36 @@ impl EventLoop {
 
         let ntodo = this.ready.borrow_mut(py).len();
         let debug = this.debug();
-        let timer_type = <TimerHandle as pyo3::PyTypeInfo>::type_object_raw(py);
-        // Callbacks are timed for the metrics (see metrics.rs); one that takes at least
-        // `notable_at` joins the longest ones or is over the slow-callback threshold.
-        let clock = Clock::current(now);
         let threshold = if debug { THRESHOLD_OFF } else { this.slow_threshold_ns() };
-        let mut notable_at = this.notable_at(threshold);
-        let mut t0 = clock.now();
+        // Callbacks are timed (see metrics.rs) only when something reads the times: debug mode
+        // (asyncio's slow-callback check), a slow-callback threshold, or callback timing asked
+        // for (`rose.set_callback_timing`, `python -m rose --stats`).
+        let timed = debug || threshold != THRESHOLD_OFF || CALLBACK_TIMING.load(Ordering::Relaxed);
+        Self::run_ready(slf, ntodo, now, timed, debug, threshold)
+    }
+
+    /// Run the `ntodo` callbacks that were ready at the start of the phase; when `timed`, time
+    /// each for the histogram, the longest callbacks and the slow-callback threshold. (One
+    /// loop with a branch, not two copies: the copies measured dearer, their code crowding out
+    /// the inlining of the per-callback steps.)
+    #[inline(always)]
+    fn run_ready(
+        slf: &Bound<'_, Self>,
+        ntodo: usize,
+        now: i64,
+        timed: bool,
+        debug: bool,
+        threshold: u64,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        // What the phase counts is added up in `phase` and flushed into the loop's counters
+        // at its end. A callback that takes at least `notable_at` joins the longest ones or is
+        // over the slow-callback threshold.
+        let mut phase = Phase::new(&this.shared.stats);
+        let clock = if timed { Clock::current(now) } else { Clock::Monotonic };
+        let mut notable_at = if timed { this.notable_at(threshold) } else { u64::MAX };
+        let mut t0 = if timed { clock.now() } else { 0 };
         for _ in 0..ntodo {
             let Some(handle) = this.ready.borrow_mut(py).pop_front() else {
                 break;
@@ -495,19 +537,17 @@ impl EventLoop {
             if h.is_cancelled() {
                 continue;
             }
-            // SAFETY: reading the type pointer of a live object.
-            let kind = if unsafe { ffi::Py_TYPE(handle.as_ptr()) } == timer_type {
-                Kind::Timer
-            } else if h.is_io() {
-                Kind::Io
-            } else {
-                Kind::Ready
-            };
-            if debug {
+            let kind = h.kind();
+            if !timed {
+                Handle::run(&handle, slf.as_any())?;
+                phase.count(kind);
+                this.recycle(py, handle);
+            } else if debug {
                 let start = monotonic_ns();
                 Handle::run(&handle, slf.as_any())?;
                 let ns = (monotonic_ns() - start).max(0) as u64;
-                stats.record(kind, ns);
+                phase.count(kind);
+                phase.time(ns);
                 py_helper(py, "_check_slow_callback")?.call1((slf, &handle, ns_to_secs(ns as i64)))?;
                 if ns >= notable_at {
                     Self::notable(slf, &handle, &None, ns, threshold)?;
@@ -521,7 +561,8 @@ impl EventLoop {
                 let t1 = clock.now();
                 let ns = clock.to_ns(t1.saturating_sub(t0));
                 t0 = t1;
-                stats.record(kind, ns);
+                phase.count(kind);
+                phase.time(ns);
                 if ns >= notable_at {
                     Self::notable(slf, &handle, &taken, ns, threshold)?;
                     notable_at = this.notable_at(threshold);
@@ -618,7 +659,7 @@ impl EventLoop {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        handle.get().set_io();
+        handle.get().set_kind(Kind::Io);
         let reactor = this.reactor(py)?;
         let old = this
             .selector
@@ -665,6 +706,7 @@ impl EventLoop {
             thread_id: AtomicI64::new(NO_THREAD),
             debug_value: GilCell::new(None),
             last_poll: AtomicI64::new(0),
+            running_since: AtomicI64::new(0),
             user_clock: AtomicBool::new(false),
             selector_events: GilCell::new(Vec::new()),
             spare: GilCell::new(Vec::new()),
@@ -743,7 +785,17 @@ impl EventLoop {
         d.set_item("callbacks_timer", st.callbacks[Kind::Timer as usize].get())?;
         d.set_item("callbacks_io", st.callbacks[Kind::Io as usize].get())?;
         d.set_item("parked_ns", st.parked_ns.get())?;
-        d.set_item("running_ns", st.running_ns.get())?;
+        // The time run_forever ran (so far, if it runs now), less the time it was parked.
+        let since = self.running_since.load(Ordering::Relaxed);
+        let current = if since != 0 {
+            (monotonic_ns() - since).max(0) as u64
+        } else {
+            0
+        };
+        let run_ns = st.run_ns.get() + current;
+        d.set_item("running_ns", run_ns.saturating_sub(st.parked_ns.get()))?;
+        d.set_item("callback_ns", st.callback_ns.get())?;
+        d.set_item("callback_timing", CALLBACK_TIMING.load(Ordering::Relaxed))?;
         let longest: Vec<(u64, Py<PyAny>)> = self
             .longest
             .borrow_mut(py)
@@ -937,6 +989,7 @@ impl EventLoop {
     /// bookkeeping.
     fn _run_forever_inner(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
+        this.running_since.store(monotonic_ns(), Ordering::Relaxed);
         let result = loop {
             if let Err(e) = Self::run_once(slf) {
                 break Err(e);
@@ -946,6 +999,10 @@ impl EventLoop {
             }
         };
         this.stopping.store(false, Ordering::Relaxed);
+        let since = this.running_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            this.shared.stats.run_ns.add((monotonic_ns() - since).max(0) as u64);
+        }
         result
     }
 

@@ -51,6 +51,12 @@ fn _set_slow_callback_threshold(seconds: Option<f64>) -> PyResult<()> {
     Ok(())
 }
 
+/// `rose.set_callback_timing`: time every callback of every loop (or only where needed).
+#[pyfunction]
+fn _set_callback_timing(enabled: bool) {
+    metrics::CALLBACK_TIMING.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The process-wide slow-callback threshold in seconds, or None.
 #[pyfunction]
 fn _get_slow_callback_threshold() -> Option<f64> {
@@ -82,6 +88,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_threadsafe_handles, m)?)?;
     m.add_function(wrap_pyfunction!(_set_slow_callback_threshold, m)?)?;
     m.add_function(wrap_pyfunction!(_get_slow_callback_threshold, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_callback_timing, m)?)?;
     m.add(
         "_HISTOGRAM_BOUNDS_NS",
         (0..metrics::BUCKETS - 1)

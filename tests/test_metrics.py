@@ -60,10 +60,19 @@ def no_global_threshold():
     rose.set_slow_callback_threshold(None)
 
 
+@pytest.fixture
+def timing():
+    """Every callback timed (off by default: see rose.set_callback_timing)."""
+    rose.set_callback_timing(True)
+    yield
+    rose.set_callback_timing(False)
+
+
 def test_snapshot_type_and_fresh_loop(rloop):
     m = rloop.metrics()
     assert isinstance(m, rose.LoopMetrics)
-    assert m.iterations == 0 and m.callbacks == 0 and m.running_ns == 0
+    assert m.iterations == 0 and m.callbacks == 0 and m.running_ns == 0 and m.callback_ns == 0
+    assert m.callback_timing is False  # off unless asked for (or a threshold is set)
     assert m.longest == () and m.longest_callback is None and m.longest_callback_ns == 0
     assert len(m.histogram) == len(rose.HISTOGRAM_BOUNDS) + 1
     assert rose.HISTOGRAM_BOUNDS[0] == 1024e-9
@@ -73,7 +82,7 @@ def test_snapshot_type_and_fresh_loop(rloop):
         m.iterations = 5
 
 
-def test_ready_callbacks_and_iterations_exact(rloop):
+def test_ready_callbacks_and_iterations_exact(rloop, timing):
     before = rloop.metrics()
     for _ in range(100):
         rloop.call_soon(lambda: None)
@@ -87,6 +96,30 @@ def test_ready_callbacks_and_iterations_exact(rloop):
     assert d["callbacks_ready"] == 101
     assert d["callbacks_timer"] == d["callbacks_io"] == 0
     assert sum(rloop.metrics().histogram) == rloop.metrics().callbacks
+
+
+def test_untimed_by_default(rloop):
+    rloop.set_debug(False)
+    for _ in range(10):
+        rloop.call_soon(lambda: None)
+    rloop.call_soon(rloop.stop)
+    rloop.run_forever()
+    m = rloop.metrics()
+    assert m.callbacks_ready == 11
+    assert sum(m.histogram) == 0 and m.longest == () and m.callback_ns == 0
+    assert m.running_ns > 0  # from the run step's own clock reads, timed or not
+    assert "not timed" in rose.format_stats(m)
+
+
+def test_threshold_times_callbacks(rloop, no_global_threshold):
+    rloop.set_debug(False)
+    rloop.set_slow_callback_threshold(10)  # nothing is that slow; callbacks are timed
+    for _ in range(10):
+        rloop.call_soon(lambda: None)
+    rloop.call_soon(rloop.stop)
+    rloop.run_forever()
+    m = rloop.metrics()
+    assert sum(m.histogram) == m.callbacks == 11 and 0 < m.callback_ns <= m.running_ns
 
 
 def test_timer_counts_exact(rloop):
@@ -295,7 +328,7 @@ def test_idle_loop_is_parked_and_busy_loop_is_busy(rloop):
     assert busy["callbacks_ready"] == 41
 
 
-def test_histogram_and_longest(rloop):
+def test_histogram_and_longest(rloop, timing):
     def sleeper():
         time.sleep(0.03)
 
@@ -321,13 +354,13 @@ def test_histogram_and_longest(rloop):
     assert m.running_ns >= 0.03e9
 
 
-def test_longest_names_a_task(rloop):
+def test_longest_names_a_task(rloop, timing):
     async def slow_task():
         time.sleep(0.02)
 
     rloop.run_until_complete(slow_task())
-    assert "slow_task()" in rloop.metrics().longest_callback
-    assert rloop.metrics().longest_callback.startswith("<Task ")
+    longest = rloop.metrics().longest_callback
+    assert longest is not None and "slow_task()" in longest and longest.startswith("<Task ")
 
 
 SLOW = re.compile(r"^Executing <Handle .*sleepy\(\) at .*test_metrics\.py:\d+> took 0\.0\d\d seconds$")
@@ -395,7 +428,7 @@ def test_zero_threshold_reports_every_callback(rloop, caplog):
     assert rloop.metrics().slow_callbacks == 4
 
 
-def test_failing_repr_does_not_stop_the_loop(rloop):
+def test_failing_repr_does_not_stop_the_loop(rloop, caplog):
     class Odd:
         def __call__(self):
             time.sleep(0.001)
@@ -403,10 +436,16 @@ def test_failing_repr_does_not_stop_the_loop(rloop):
         def __repr__(self):
             raise RuntimeError("no repr")
 
+    rloop.set_debug(False)
+    rloop.set_slow_callback_threshold(0)  # every callback is formatted and logged
     rloop.call_soon(Odd())
     rloop.call_soon(rloop.stop)
-    rloop.run_forever()
-    assert any("Handle" in what for _, what in rloop.metrics().longest)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        rloop.run_forever()
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Executing")]
+    assert len(messages) == 2
+    assert messages[0].startswith("Executing <rose._rose.Handle object at 0x")  # the fallback
+    assert "<Handle Odd object()>" in [what for _, what in rloop.metrics().longest]
 
 
 def parse_prometheus(text):

@@ -28,13 +28,14 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::bridge::{self, Output, Pending};
 use crate::clock::Clock;
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
 use crate::metrics::{threshold_ns, Kind, Stats, BUCKETS, SLOW_THRESHOLD_NS};
-use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
+use crate::reactor::{Reactor, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
 
@@ -87,6 +88,8 @@ pub struct EventLoop {
     /// `set_slow_callback_threshold` of this loop (ns; `THRESHOLD_OFF`, or `THRESHOLD_INHERIT`
     /// to follow the process-wide one).
     slow_threshold: AtomicU64,
+    /// The asyncio futures of Rust tasks spawned on the runtime (see bridge.rs).
+    pending: Pending,
 }
 
 /// How many of the longest callbacks `metrics()` names.
@@ -107,6 +110,18 @@ impl EventLoop {
     /// What the loop shares with its handles and transports (the metrics' counters among it).
     pub(crate) fn shared(&self) -> &Arc<LoopShared> {
         &self.shared
+    }
+
+    pub(crate) fn pending(&self) -> &Pending {
+        &self.pending
+    }
+
+    /// Spawn a bridged task on the loop's runtime (see bridge.rs); its output is queued under `id`.
+    pub(crate) fn spawn_task<F>(&self, py: Python<'_>, id: u64, fut: F) -> PyResult<tokio::task::AbortHandle>
+    where
+        F: std::future::Future<Output = Output> + Send + 'static,
+    {
+        Ok(self.reactor(py)?.spawn(id, fut))
     }
 
     #[inline]
@@ -392,12 +407,16 @@ impl EventLoop {
         if poll_selector {
             r.selector_wait(&mut events).map_err(io_error)?;
         }
+        let done = (ev & EV_DONE != 0 || r.completions().has_any()).then(|| Arc::clone(r.completions()));
         drop(reactor);
         if !events.is_empty() {
             self.queue_selector_events(py, &events)?;
             events.clear();
         }
         drop(events);
+        if let Some(done) = done {
+            bridge::drain(py, &self.pending, &done)?;
+        }
         if ev & EV_SIGNAL != 0 {
             // Python's handlers (SIGINT's KeyboardInterrupt, signal.signal handlers) run now.
             py.check_signals()?;
@@ -672,6 +691,7 @@ impl EventLoop {
             longest: GilCell::new(Vec::new()),
             longest_floor: AtomicU64::new(0),
             slow_threshold: AtomicU64::new(THRESHOLD_INHERIT),
+            pending: Pending::default(),
         }
     }
 
@@ -1032,6 +1052,7 @@ impl EventLoop {
                 Handle::traverse_if_owned(h.bind(py), &visit)?;
             }
         }
+        self.pending.traverse(&visit)?;
         Ok(())
     }
 
@@ -1049,6 +1070,7 @@ impl EventLoop {
                 t.bind(py).as_super().get().release(py);
             }
             drop((ready, timers, registered));
+            self.pending.clear(py);
         });
     }
 
@@ -1078,6 +1100,7 @@ impl EventLoop {
             t.bind(py).as_super().get().release(py);
         }
         drop((ready, timers, registered, spare, spare_timers));
+        self.pending.clear(py);
         Ok(())
     }
 }

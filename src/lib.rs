@@ -3,6 +3,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod bridge;
 mod clock;
 mod errors;
 mod event_loop;
@@ -78,6 +79,8 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::_sock_try_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock::_sock_try_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock::_sock_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::_rust_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::_rust_fail, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_set_threadsafe_handles, m)?)?;
     m.add_function(wrap_pyfunction!(_set_slow_callback_threshold, m)?)?;

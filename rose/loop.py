@@ -332,16 +332,6 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     _do_shutdown = _Base._do_shutdown
     _check_default_executor = _Base._check_default_executor
 
-    # -- Rust futures on the loop's runtime (src/bridge.rs); rose-only test hooks -----------
-
-    def _rust_sleep(self, seconds):
-        """A future that a tokio sleep of `seconds` on the loop's runtime completes."""
-        return _rose._rust_sleep(self, seconds)
-
-    def _rust_fail(self, seconds, errno):
-        """A future that fails with OSError(errno) after a tokio sleep of `seconds`."""
-        return _rose._rust_fail(self, seconds, errno)
-
     # -- name resolution (until the asynchronous resolver lands) ---------------------------
 
     getaddrinfo = _Base.getaddrinfo

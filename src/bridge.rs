@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -26,9 +26,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::errors::os_error;
-use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
-use crate::reactor::fork_generation;
 
 /// What a finished task leaves for the loop thread: called once, with the GIL, to make the
 /// future's result (`Ok`) or exception (`Err`).
@@ -66,24 +64,28 @@ impl Completions {
     }
 }
 
-/// The futures of a loop's spawned tasks, by id (GIL-held state of `EventLoop`).
-pub struct Pending {
+/// The futures of a loop's spawned tasks, by id (GIL-held state of `EventLoop`, shared with
+/// each future's `Canceller`).
+#[derive(Clone)]
+pub struct Pending(Arc<PendingInner>);
+
+struct PendingInner {
     futures: GilCell<HashMap<u64, Py<PyAny>>>,
     next: AtomicU64,
 }
 
 impl Default for Pending {
     fn default() -> Self {
-        Self {
+        Self(Arc::new(PendingInner {
             futures: GilCell::new(HashMap::new()),
             next: AtomicU64::new(0),
-        }
+        }))
     }
 }
 
 impl Pending {
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(map) = self.futures.try_borrow_for_gc() {
+        if let Some(map) = self.0.futures.try_borrow_for_gc() {
             for fut in map.values() {
                 visit.call(fut)?;
             }
@@ -93,20 +95,49 @@ impl Pending {
 
     /// Forget every future (loop closed or cleared by the GC); they stay pending.
     pub fn clear(&self, py: Python<'_>) {
-        let map = self.futures.try_borrow_mut(py).map(|mut m| std::mem::take(&mut *m));
+        let map = self.0.futures.try_borrow_mut(py).map(|mut m| std::mem::take(&mut *m));
         drop(map);
     }
 
     fn forget(&self, py: Python<'_>, id: u64) {
-        let fut = self.futures.borrow_mut(py).remove(&id);
+        let fut = self.0.futures.borrow_mut(py).remove(&id);
         drop(fut);
+    }
+
+    /// A new id for a task about to be spawned.
+    pub fn next_id(&self) -> u64 {
+        self.0.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Register `future` as the one task `id` resolves, and make cancelling it abort the task.
+    /// `generation` is the process generation of the runtime the task runs on, and `current`
+    /// tells the generation now (the abort is skipped in a forked child).
+    pub fn attach(
+        &self,
+        future: &Bound<'_, PyAny>,
+        id: u64,
+        abort: AbortHandle,
+        generation: u64,
+        current: fn() -> u64,
+    ) -> PyResult<()> {
+        let py = future.py();
+        self.0.futures.borrow_mut(py).insert(id, future.clone().unbind());
+        let canceller = Canceller {
+            abort,
+            generation,
+            current,
+            id,
+            pending: self.clone(),
+        };
+        future.call_method1(pyo3::intern!(py, "add_done_callback"), (canceller,))?;
+        Ok(())
     }
 }
 
 /// Hand finished outputs to their futures. GIL held, no cell borrowed (it calls into Python).
 pub fn drain(py: Python<'_>, pending: &Pending, completions: &Completions) -> PyResult<()> {
     for (id, out) in completions.take() {
-        let fut = pending.futures.borrow_mut(py).remove(&id);
+        let fut = pending.0.futures.borrow_mut(py).remove(&id);
         let Some(fut) = fut else { continue };
         let fut = fut.into_bound(py);
         if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
@@ -125,8 +156,9 @@ pub fn drain(py: Python<'_>, pending: &Pending, completions: &Completions) -> Py
 struct Canceller {
     abort: AbortHandle,
     generation: u64,
+    current: fn() -> u64,
     id: u64,
-    owner: Py<EventLoop>,
+    pending: Pending,
 }
 
 #[pymethods]
@@ -134,50 +166,24 @@ impl Canceller {
     fn __call__(&self, py: Python<'_>, fut: &Bound<'_, PyAny>) -> PyResult<()> {
         if fut.call_method0(pyo3::intern!(py, "cancelled"))?.is_truthy()? {
             // A forked child must not touch the parent's runtime (its fds are shared).
-            if self.generation == fork_generation() {
+            if self.generation == (self.current)() {
                 self.abort.abort();
             }
-            self.owner.get().pending().forget(py, self.id);
+            self.pending.forget(py, self.id);
         }
         Ok(())
     }
 }
 
-/// Spawn `fut` on the loop's runtime and return the asyncio Future it resolves.
-pub fn spawn<F>(owner: &Bound<'_, EventLoop>, fut: F) -> PyResult<Py<PyAny>>
-where
-    F: std::future::Future<Output = Output> + Send + 'static,
-{
-    let py = owner.py();
-    let this = owner.get();
-    let future = owner.call_method0(pyo3::intern!(py, "create_future"))?;
-    let id = this.pending().next.fetch_add(1, Ordering::Relaxed);
-    let abort = this.spawn_task(py, id, fut)?;
-    this.pending()
-        .futures
-        .borrow_mut(py)
-        .insert(id, future.clone().unbind());
-    let canceller = Canceller {
-        abort,
-        generation: fork_generation(),
-        id,
-        owner: owner.clone().unbind(),
-    };
-    future.call_method1(pyo3::intern!(py, "add_done_callback"), (canceller,))?;
-    Ok(future.unbind())
-}
-
-fn duration(seconds: f64) -> PyResult<Duration> {
+pub fn duration(seconds: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| pyo3::exceptions::PyValueError::new_err("seconds must be a non-negative finite number"))
 }
 
-/// Test hook (rose only): a future that a tokio sleep on the loop's runtime completes with
-/// `seconds`.
-#[pyfunction]
-pub fn _rust_sleep(owner: &Bound<'_, EventLoop>, seconds: f64) -> PyResult<Py<PyAny>> {
+/// Test hook (rose only): a future completed with `seconds` after a tokio sleep of `seconds`.
+pub fn sleep(seconds: f64) -> PyResult<impl std::future::Future<Output = Output> + Send + 'static> {
     let d = duration(seconds)?;
-    spawn(owner, async move {
+    Ok(async move {
         tokio::time::sleep(d).await;
         Box::new(move |py: Python<'_>| Ok(seconds.into_pyobject(py)?.into_any().unbind())) as Output
     })
@@ -185,10 +191,9 @@ pub fn _rust_sleep(owner: &Bound<'_, EventLoop>, seconds: f64) -> PyResult<Py<Py
 
 /// Test hook (rose only): a future that fails with `OSError(errno, strerror)` after a tokio
 /// sleep of `seconds`.
-#[pyfunction]
-pub fn _rust_fail(owner: &Bound<'_, EventLoop>, seconds: f64, errno: i32) -> PyResult<Py<PyAny>> {
+pub fn fail(seconds: f64, errno: i32) -> PyResult<impl std::future::Future<Output = Output> + Send + 'static> {
     let d = duration(seconds)?;
-    spawn(owner, async move {
+    Ok(async move {
         tokio::time::sleep(d).await;
         Box::new(move |_py: Python<'_>| Err(os_error(errno))) as Output
     })

@@ -35,7 +35,7 @@ use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
 use crate::metrics::{threshold_ns, Kind, Stats, BUCKETS, SLOW_THRESHOLD_NS};
-use crate::reactor::{Reactor, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
+use crate::reactor::{fork_generation, Reactor, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
 
@@ -112,16 +112,20 @@ impl EventLoop {
         &self.shared
     }
 
-    pub(crate) fn pending(&self) -> &Pending {
-        &self.pending
-    }
-
-    /// Spawn a bridged task on the loop's runtime (see bridge.rs); its output is queued under `id`.
-    pub(crate) fn spawn_task<F>(&self, py: Python<'_>, id: u64, fut: F) -> PyResult<tokio::task::AbortHandle>
+    /// Spawn `fut` on the loop's runtime and return the asyncio Future it resolves on the loop
+    /// thread (see bridge.rs).
+    pub(crate) fn spawn_future<F>(slf: &Bound<'_, Self>, fut: F) -> PyResult<Py<PyAny>>
     where
         F: std::future::Future<Output = Output> + Send + 'static,
     {
-        Ok(self.reactor(py)?.spawn(id, fut))
+        let py = slf.py();
+        let this = slf.get();
+        let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
+        let id = this.pending.next_id();
+        let abort = this.reactor(py)?.spawn(id, fut);
+        this.pending
+            .attach(&future, id, abort, fork_generation(), fork_generation)?;
+        Ok(future.unbind())
     }
 
     #[inline]
@@ -693,6 +697,17 @@ impl EventLoop {
             slow_threshold: AtomicU64::new(THRESHOLD_INHERIT),
             pending: Pending::default(),
         }
+    }
+
+    /// Test hook (rose only, see bridge.rs): a future that a tokio sleep on the loop's runtime
+    /// completes with `seconds`.
+    fn _rust_sleep(slf: &Bound<'_, Self>, seconds: f64) -> PyResult<Py<PyAny>> {
+        Self::spawn_future(slf, bridge::sleep(seconds)?)
+    }
+
+    /// Test hook (rose only): a future failed with `OSError(errno)` after a tokio sleep.
+    fn _rust_fail(slf: &Bound<'_, Self>, seconds: f64, errno: i32) -> PyResult<Py<PyAny>> {
+        Self::spawn_future(slf, bridge::fail(seconds, errno)?)
     }
 
     /// asyncio's `_check_closed()`, called by most loop methods (a C call, not a Python frame).

@@ -699,6 +699,14 @@ impl EventLoop {
         }
     }
 
+    /// One A (or, `v6`, AAAA) lookup of `name` with hickory on the loop's runtime, configured
+    /// by the resolv.conf at `resolv_conf`: a future of `(status, canonical name, [address])`
+    /// (see dns.rs; rose/_resolver.py makes getaddrinfo's answer of it).
+    fn _dns_lookup(slf: &Bound<'_, Self>, name: String, v6: bool, resolv_conf: &str) -> PyResult<Py<PyAny>> {
+        let fut = crate::dns::lookup_output(slf.get().reactor(slf.py())?.resolvers(), resolv_conf, name, v6);
+        Self::spawn_future(slf, fut)
+    }
+
     /// Test hook (rose only, see bridge.rs): a future that a tokio sleep on the loop's runtime
     /// completes with `seconds`.
     fn _rust_sleep(slf: &Bound<'_, Self>, seconds: f64) -> PyResult<Py<PyAny>> {

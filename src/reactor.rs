@@ -12,6 +12,8 @@
 //! - the completion queue of Rust futures spawned on the runtime (see bridge.rs): a finished
 //!   task pushes its output there and ends the park (`EV_DONE`).
 //!
+//! It also holds the DNS resolver (dns.rs), whose background tasks live on this runtime.
+//!
 //! Spawned tasks make progress only inside `park` and `poll_now`, which run the runtime's
 //! scheduler (a current-thread runtime has no other thread): the run step enters one of them
 //! at least every `POLL_BUDGET_NS` while busy, and parks in the runtime when idle.
@@ -36,6 +38,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::bridge::{Completions, Output};
+use crate::dns::Resolvers;
 
 pub const EV_TIMER: u8 = 1;
 pub const EV_SIGNAL: u8 = 2;
@@ -118,6 +121,7 @@ pub struct Reactor {
     signal_tx: OwnedFd,
     selector: AsyncFd<OwnedFd>,
     completions: Arc<Completions>,
+    resolvers: Resolvers,
     generation: u64,
 }
 
@@ -152,6 +156,7 @@ impl Reactor {
             signal_tx,
             selector: register(epfd)?,
             completions: Arc::default(),
+            resolvers: Resolvers::default(),
             generation: fork_generation(),
             rt,
         })
@@ -180,6 +185,11 @@ impl Reactor {
     /// The queue finished tasks push into (drained by the loop with the GIL held).
     pub fn completions(&self) -> &Arc<Completions> {
         &self.completions
+    }
+
+    /// The resolver of this runtime (a forked child's new reactor has a new one).
+    pub fn resolvers(&self) -> &Resolvers {
+        &self.resolvers
     }
 
     /// The fd to hand to `signal.set_wakeup_fd`.

@@ -19,7 +19,7 @@ default executor): an nsswitch `hosts:` line other than `files dns`, a non-empty
 entries with scope ids, flags glibc has and this module does not know, and a resolv.conf that
 hickory cannot use. So does `ROSE_RESOLVER=system`.
 
-Environment (read at each call): `ROSE_RESOLVER` (`hickory` or `system`), and, for tests,
+Environment (read at each call): `ROSE_RESOLVER` (`hickory`, the default, or `system`), and, for tests,
 `ROSE_RESOLV_CONF` and `ROSE_HOSTS`, other paths for /etc/resolv.conf and /etc/hosts.
 """
 
@@ -33,7 +33,7 @@ import socket
 __all__ = ("DEFAULT", "getaddrinfo", "mode")
 
 # The resolver used when ROSE_RESOLVER is unset.
-DEFAULT = "system"
+DEFAULT = "hickory"
 
 _AI_PASSIVE = socket.AI_PASSIVE
 _AI_CANONNAME = socket.AI_CANONNAME
@@ -102,15 +102,20 @@ class _Watched:
 
 
 def _parse_nsswitch(data):
-    """True when the `hosts:` line is exactly `files dns` (glibc's default when missing)."""
+    """(hosts, services): whether the `hosts:` line is exactly `files dns`, and whether the
+    `services:` line names only local sources (a lookup of a service name then never leaves
+    the machine, so it may run on the loop thread). Without the file glibc's defaults differ
+    (`dns [!UNAVAIL=return] files`): neither."""
     if data is None:
-        return True
-    sources = None
+        return False, False
+    hosts = services = None
     for line in data.splitlines():
         line = line.split("#", 1)[0].strip()
         if line.startswith("hosts:"):
-            sources = line[len("hosts:") :].split()
-    return sources is None or sources == ["files", "dns"]
+            hosts = line[len("hosts:") :].split()
+        elif line.startswith("services:"):
+            services = line[len("services:") :].split()
+    return hosts == ["files", "dns"], services is None or set(services) <= {"files", "db"}
 
 
 def _parse_gai_conf(data):
@@ -485,6 +490,9 @@ def _expand(addrs, canon, port, type, proto, flags):
 
 async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
     """`loop.getaddrinfo` on rose's resolver; `_Fallback` when the system must answer."""
+    hosts_ok, services_ok = _NSSWITCH.get("/etc/nsswitch.conf")
+    if not services_ok and isinstance(port, (str, bytes)) and not port.isdigit():
+        raise _Fallback
     # Step 1: everything glibc decides before the host, and numeric or None hosts.
     try:
         return socket.getaddrinfo(host, port, family, type, proto, flags | _AI_NUMERICHOST)
@@ -500,7 +508,7 @@ async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
         raise _Fallback from None
     if not name or name.endswith("..") or "\x00" in name:
         raise _Fallback
-    if not _NSSWITCH.get("/etc/nsswitch.conf") or not _GAI_CONF.get("/etc/gai.conf"):
+    if not hosts_ok or not _GAI_CONF.get("/etc/gai.conf"):
         raise _Fallback
     if os.environ.get("LOCALDOMAIN") is not None or os.environ.get("RES_OPTIONS") is not None:
         raise _Fallback  # glibc's own overrides of resolv.conf

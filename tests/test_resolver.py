@@ -509,3 +509,66 @@ def test_system_opt_out_and_nsswitch_fallback(impl, dns):
     (r, threaded), _ = in_namespace(impl, dns, body, conf, mounts={"/etc/nsswitch.conf": nss})
     assert r == [[AF_INET, STREAM, 6, "", ["198.51.100.9", 0]]]
     assert threaded
+
+
+@pytest.fixture
+def own_dns(dns):
+    """A dnsmasq of this test's own (60 s TTLs), which the test may stop; stopped by pid."""
+    addr = _free_loopback()
+    proc = subprocess.Popen(
+        [
+            shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--port=53",
+            f"--listen-address={addr}",
+            "--bind-interfaces",
+            "--user=root",
+            "--pid-file=",
+            "--local-ttl=60",
+            *ZONE,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex((addr, 53)) == 0:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, "dnsmasq did not start"
+            time.sleep(0.02)
+        yield addr, proc.pid
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_cache_keeps_answers_for_their_ttl(impl, dns, own_dns):
+    """rose caches a positive answer for its TTL (60 s here): with the server gone, the name
+    still resolves; a negative answer is kept at most 2 s. glibc has no cache: on stdlib both
+    lookups after the stop time out (EAI_AGAIN), which is what the stdlib run asserts."""
+    addr, pid = own_dns
+    conf = resolv_conf(dns, "options timeout:1 attempts:1", server=addr)
+    body = f"""
+    loop = new_loop()
+    q = lambda n: loop.run_until_complete(gai(n, 0, family=socket.AF_INET, type=socket.SOCK_STREAM))
+    first, nx = q("v4.example.test"), q("nothere.example.test")
+    os.kill({pid}, 15)
+    time.sleep(2.5)
+    after, nx_after = q("v4.example.test"), q("nothere.example.test")
+    loop.close()
+    print(json.dumps([first, nx, after, nx_after]))
+    """
+    (first, nx, after, nx_after), _ = in_namespace(impl, dns, body, conf)
+    assert first == [[AF_INET, STREAM, 6, "", ["198.51.100.9", 0]]]
+    assert nx[:2] == ["gaierror", socket.EAI_NONAME]
+    assert nx_after[:2] == ["gaierror", socket.EAI_AGAIN]
+    if impl == "rose":
+        assert after == first
+    else:
+        assert after[:2] == ["gaierror", socket.EAI_AGAIN]

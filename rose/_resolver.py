@@ -30,7 +30,7 @@ import ipaddress
 import os
 import socket
 
-__all__ = ("DEFAULT", "getaddrinfo", "mode")
+__all__ = ("DEFAULT", "getaddrinfo", "getnameinfo_inline", "mode")
 
 # The resolver used when ROSE_RESOLVER is unset.
 DEFAULT = "hickory"
@@ -535,3 +535,12 @@ async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
         first = _expand(addrs[:1], canon, port, type, proto, flags)
         addrs = _sort(addrs, first[0][4][1] if first else 0)
     return _expand(addrs, canon, port, type, proto, flags)
+
+
+def getnameinfo_inline(sockaddr, flags):
+    """Whether `socket.getnameinfo(sockaddr, flags)` never leaves the machine, so the loop may
+    call it at once: a numeric host (NI_NUMERICHOST), and a numeric or local service. Reverse
+    DNS stays on asyncio's path (the executor)."""
+    if not flags & socket.NI_NUMERICHOST:
+        return False
+    return bool(flags & socket.NI_NUMERICSERV) or _NSSWITCH.get("/etc/nsswitch.conf")[1]

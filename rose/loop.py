@@ -347,7 +347,13 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         return await _Base.getaddrinfo(self, host, port, family=family, type=type, proto=proto, flags=flags)
 
     _ensure_resolved = _Base._ensure_resolved
-    getnameinfo = _Base.getnameinfo
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        # A numeric answer needs no lookup: glibc's own, at once, with no thread.
+        if _resolver.mode() == "hickory" and _resolver.getnameinfo_inline(sockaddr, flags):
+            return socket.getnameinfo(sockaddr, flags)
+        return await _Base.getnameinfo(self, sockaddr, flags)
+
     _getaddrinfo_debug = _Base._getaddrinfo_debug
 
     # -- error handling ---------------------------------------------------------------------

@@ -572,3 +572,47 @@ def test_cache_keeps_answers_for_their_ttl(impl, dns, own_dns):
         assert after == first
     else:
         assert after[:2] == ["gaierror", socket.EAI_AGAIN]
+
+
+NI = socket.NI_NUMERICHOST
+NAMEINFO_CASES = [
+    (("127.0.0.1", 80), NI),
+    (("127.0.0.1", 80), NI | socket.NI_NUMERICSERV),
+    (("127.0.0.1", 53), NI | socket.NI_DGRAM),
+    (("::1", 443, 0, 0), NI),
+    (("fe80::1", 22, 0, 1), NI),
+    (("fe80::1", 22, 0, 1), NI | getattr(socket, "NI_NUMERICSCOPE", 0)),
+    (("198.51.100.7", 65000), NI),
+    (("127.0.0.1", 80), NI | socket.NI_NAMEREQD),
+    (("not an address", 80), NI),
+    (("127.0.0.1",), NI),
+    (("127.0.0.1", 80), 0),
+    (("198.51.100.9", 80), socket.NI_NUMERICSERV),
+]
+
+
+def test_getnameinfo_against_glibc(impl, dns):
+    """loop.getnameinfo == socket.getnameinfo; the numeric ones run inline on rose (no
+    thread), the reverse lookups on asyncio's path."""
+    body = """
+    cases = CASES
+    async def main():
+        loop = asyncio.get_running_loop()
+        out = []
+        for sockaddr, flags in cases:
+            try:
+                got = enc(await loop.getnameinfo(sockaddr, flags))
+            except Exception as exc:
+                got = enc(exc)
+            try:
+                want = enc(socket.getnameinfo(sockaddr, flags))
+            except Exception as exc:
+                want = enc(exc)
+            out.append([got, want])
+        return out
+    print(json.dumps(run(main())))
+    """.replace("CASES", repr(NAMEINFO_CASES))
+    results, _ = in_namespace(impl, dns, body, resolv_conf(dns))
+    mismatches = [(c, g, w) for c, (g, w) in zip(NAMEINFO_CASES, results, strict=True) if g != w]
+    assert not mismatches, mismatches
+    assert results[0][1] == ["127.0.0.1", "http"]

@@ -135,19 +135,27 @@ impl Pending {
 }
 
 /// Hand finished outputs to their futures. GIL held, no cell borrowed (it calls into Python).
+/// Every output is delivered even if one delivery fails; the first failure is returned.
 pub fn drain(py: Python<'_>, pending: &Pending, completions: &Completions) -> PyResult<()> {
+    let mut first_err = None;
     for (id, out) in completions.take() {
         let fut = pending.0.futures.borrow_mut(py).remove(&id);
         let Some(fut) = fut else { continue };
-        let fut = fut.into_bound(py);
-        if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
-            continue; // cancelled; its Canceller has not run yet
+        if let Err(err) = deliver(py, fut.into_bound(py), out) {
+            first_err.get_or_insert(err);
         }
-        match out(py) {
-            Ok(value) => fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
-            Err(err) => fut.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?,
-        };
     }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn deliver(py: Python<'_>, fut: Bound<'_, PyAny>, out: Output) -> PyResult<()> {
+    if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+        return Ok(()); // cancelled; its Canceller has not run yet
+    }
+    match out(py) {
+        Ok(value) => fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
+        Err(err) => fut.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?,
+    };
     Ok(())
 }
 

@@ -616,3 +616,23 @@ def test_getnameinfo_against_glibc(impl, dns):
     mismatches = [(c, g, w) for c, (g, w) in zip(NAMEINFO_CASES, results, strict=True) if g != w]
     assert not mismatches, mismatches
     assert results[0][1] == ["127.0.0.1", "http"]
+
+
+@pytest.mark.parametrize("rotate", [False, True], ids=["in-order", "rotate"])
+def test_second_server_answers(impl, dns, rotate):
+    """A silent first server, a working second one (`options rotate` or not): every lookup
+    gets the zone's answer, as from glibc, within its timeouts."""
+    conf = (
+        f"nameserver {dns['silent']}\nnameserver {dns['addr']}\n"
+        + ("options timeout:1 attempts:2 rotate\n" if rotate else "options timeout:1 attempts:2\n")
+    )
+    body = """
+    async def main():
+        names = ["v4.example.test", "www.example.test", "nxdomain.example.test"]
+        got = [await gai(n, 0, family=socket.AF_INET, type=socket.SOCK_STREAM) for n in names]
+        return got, [sysgai(n, 0, family=socket.AF_INET, type=socket.SOCK_STREAM) for n in names]
+    print(json.dumps(run(main())))
+    """
+    (got, want), _ = in_namespace(impl, dns, body, conf)
+    assert got == want
+    assert got[0] == [[AF_INET, STREAM, 6, "", ["198.51.100.9", 0]]]

@@ -419,52 +419,54 @@ async def _dns_name(loop, resolv_conf, fqdn, family):
     return status, canon, found
 
 
-_H_ERRNO = {"nxdomain": _EAI_NONAME, "nodata": _EAI_NODATA, "servfail": _EAI_AGAIN, "again": _EAI_AGAIN}
+_H_ERRNO = {
+    "nxdomain": _EAI_NONAME,
+    "nodata": _EAI_NODATA,
+    "servfail": _EAI_AGAIN,
+    "again": _EAI_AGAIN,
+    "fail": _EAI_FAIL,
+}
 
 
 async def _search(loop, resolv_conf, name, family):
-    """glibc's res_nsearch over the search list, with its error bookkeeping."""
+    """glibc's res_nsearch over the search list, with its error bookkeeping: a name with at
+    least ndots dots (or a trailing one) is tried as it is first, and that answer's error is
+    the one reported; NXDOMAIN, NODATA and SERVFAIL go on down the list, anything else (a
+    timeout) ends it; a name not tried as it is yet is tried last."""
     search, ndots = _RESOLV_CONF.get(resolv_conf)
     dots = name.count(".")
     trailing = name.endswith(".")
     name = name.rstrip(".")
-    saved = None
-    tried_as_is = False
+    saved = last = None
     got_nodata = got_servfail = False
     if dots >= ndots or trailing:
-        status, canon, found = await _dns_name(loop, resolv_conf, name, family)
-        if status == "ok":
+        saved, canon, found = await _dns_name(loop, resolv_conf, name, family)
+        if saved == "ok":
             return canon, found
-        if status in ("again", "fail"):
-            raise _gaierror(_EAI_FAIL if status == "fail" else _EAI_AGAIN)
-        saved = status
-        tried_as_is = True
-    if not trailing:
-        for domain in search:
-            status, canon, found = await _dns_name(loop, resolv_conf, f"{name}.{domain}", family)
-            if status == "ok":
-                return canon, found
-            if status == "nodata":
-                got_nodata = True
-            elif status == "servfail":
-                got_servfail = True
-            elif status != "nxdomain":
-                raise _gaierror(_EAI_FAIL if status == "fail" else _EAI_AGAIN)
-    if not tried_as_is:
-        status, canon, found = await _dns_name(loop, resolv_conf, name, family)
-        if status == "ok":
+        if trailing:
+            raise _gaierror(_H_ERRNO[saved])
+    for domain in search:
+        last, canon, found = await _dns_name(loop, resolv_conf, f"{name}.{domain}", family)
+        if last == "ok":
             return canon, found
-        if status in ("again", "fail"):
-            raise _gaierror(_EAI_FAIL if status == "fail" else _EAI_AGAIN)
-        saved = status
-    if saved is not None and (tried_as_is or not (got_nodata or got_servfail)):
+        if last == "nodata":
+            got_nodata = True
+        elif last == "servfail":
+            got_servfail = True
+        elif last != "nxdomain":
+            break
+    if saved is None:
+        last, canon, found = await _dns_name(loop, resolv_conf, name, family)
+        if last == "ok":
+            return canon, found
+    if saved is not None:
         final = saved
     elif got_nodata:
         final = "nodata"
     elif got_servfail:
         final = "servfail"
     else:
-        final = saved or "nxdomain"
+        final = last
     raise _gaierror(_H_ERRNO[final])
 
 
@@ -510,7 +512,7 @@ async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
         raise _Fallback
     if not hosts_ok or not _GAI_CONF.get("/etc/gai.conf"):
         raise _Fallback
-    if os.environ.get("LOCALDOMAIN") is not None or os.environ.get("RES_OPTIONS") is not None:
+    if any(os.environ.get(v) is not None for v in ("LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES")):
         raise _Fallback  # glibc's own overrides of resolv.conf
     if flags & _AI_ADDRCONFIG:
         _, seen4, seen6 = _interfaces()

@@ -22,8 +22,12 @@ CARGO_FLAGS := --target-dir $(BUILD)
 # parent folder once and keeps the mount, so when that folder is deleted and made again (a CI
 # machine's fresh checkout at the same path), the chroot still shows the old one and `cd` fails.
 UP := $(patsubst %/,%,$(dir $(CURDIR)))
-SID = if mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(stat -c %d:%i /opt/sid$(UP))" ]; \
-	  then umount -l /opt/sid$(UP); fi; $(TOOLS)/sid.sh run
+# The chroot's root is also made a mount point of its own (/opt/sid bound onto itself, with what
+# is mounted inside): tests that make a mount namespace (`unshare -m`, tests/test_resolver.py)
+# need a root whose propagation they can make private, which a plain directory is not.
+SID = while mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(stat -c %d:%i /opt/sid$(UP))" ]; \
+	  do umount -l /opt/sid$(UP) || break; done; $(TOOLS)/sid.sh setup && \
+	  { mountpoint -q /opt/sid || mount --rbind /opt/sid /opt/sid; } && $(TOOLS)/sid.sh run
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \

@@ -82,7 +82,8 @@ pub struct EventLoop {
     /// Spare `Handle`s that ran and that nobody else references (see `Handle::recyclable`).
     spare: GilCell<Vec<Py<Handle>>>,
     spare_timers: GilCell<Vec<Py<TimerHandle>>>,
-    /// The longest callbacks so far, longest first: (ns, the handle as asyncio formats it).
+    /// The longest timed callbacks so far, longest first: (ns, the handle named briefly, see
+    /// `_brief_handle` in rose/_helpers.py).
     longest: GilCell<Vec<(u64, Py<PyAny>)>>,
     /// A callback must take longer than this to join `longest` (0 until it holds `LONGEST`).
     longest_floor: AtomicU64,
@@ -521,9 +522,9 @@ impl EventLoop {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        // What the phase counts is added up in `phase` and flushed into the loop's counters
-        // at its end. A callback that takes at least `notable_at` joins the longest ones or is
-        // over the slow-callback threshold.
+        // Callbacks are counted straight into the loop's counters; `phase` adds up the timed
+        // ones' durations until the phase ends. A callback that takes at least `notable_at`
+        // joins the longest ones or is over the slow-callback threshold.
         let mut phase = Phase::new(&this.shared.stats);
         let clock = if timed { Clock::current(now) } else { Clock::Monotonic };
         let mut notable_at = if timed { this.notable_at(threshold) } else { u64::MAX };
@@ -593,8 +594,8 @@ impl EventLoop {
     }
 
     /// A callback took `ns`: more than the shortest of the longest ones so far, or at least the
-    /// slow-callback threshold. Format it as asyncio does (a one-shot handle gets its callback
-    /// back for that moment), log it when slow, keep it among the longest when it is.
+    /// slow-callback threshold. A one-shot handle gets its callback back for that moment: the
+    /// Python helper logs a slow one in asyncio's format and names it briefly for the longest.
     #[cold]
     fn notable(
         slf: &Bound<'_, Self>,

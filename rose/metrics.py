@@ -56,7 +56,7 @@ class LoopMetrics:
     #: whether callbacks are being timed: with `set_callback_timing(True)`, a slow-callback
     #: threshold, or debug mode; the histogram and `longest` count timed callbacks only
     callback_timing: bool
-    #: the longest callbacks so far, longest first: (ns, the handle as asyncio formats it)
+    #: the longest timed callbacks so far, longest first: (ns, "<Handle name()>" or "<Task ... coro=name()>")
     longest: tuple[tuple[int, str], ...]
     #: timers scheduled
     timers_scheduled: int
@@ -99,7 +99,7 @@ class LoopMetrics:
 
     @property
     def longest_callback(self) -> str | None:
-        """The longest callback so far, as asyncio formats a handle."""
+        """The longest timed callback so far, named briefly (what ran, no source location)."""
         return self.longest[0][1] if self.longest else None
 
     def as_dict(self) -> dict[str, Any]:

@@ -22,8 +22,12 @@ CARGO_FLAGS := --target-dir $(BUILD)
 # parent folder once and keeps the mount, so when that folder is deleted and made again (a CI
 # machine's fresh checkout at the same path), the chroot still shows the old one and `cd` fails.
 UP := $(patsubst %/,%,$(dir $(CURDIR)))
-SID = if mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(stat -c %d:%i /opt/sid$(UP))" ]; \
-	  then umount -l /opt/sid$(UP); fi; $(TOOLS)/sid.sh run
+# The chroot's root is also made a mount point of its own (/opt/sid bound onto itself, with what
+# is mounted inside): tests that make a mount namespace (`unshare -m`, tests/test_resolver.py)
+# need a root whose propagation they can make private, which a plain directory is not.
+SID = while mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(stat -c %d:%i /opt/sid$(UP))" ]; \
+	  do umount -l /opt/sid$(UP) || break; done; $(TOOLS)/sid.sh setup && \
+	  { mountpoint -q /opt/sid || mount --rbind /opt/sid /opt/sid; } && $(TOOLS)/sid.sh run
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
@@ -66,10 +70,10 @@ check: test-rust dev stubtest test-python test-debug integration tulip tulip-std
 test-rust:  ## Rust unit tests (pure-Rust parts)
 	cargo test $(CARGO_FLAGS) --lib
 
-test-python:  ## pytest: every test on rose and on stdlib asyncio
+test-python: services  ## pytest: every test on rose and on stdlib asyncio (tests/test_resolver.py runs dnsmasq)
 	$(PYTHON) -m pytest tests -q --ignore=tests/integration
 
-test-debug:  ## pytest again with PYTHONASYNCIODEBUG=1
+test-debug: services  ## pytest again with PYTHONASYNCIODEBUG=1
 	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q --ignore=tests/integration
 
 integration: services  ## real frameworks and real servers (PostgreSQL, Redis) on rose and on stdlib (tests/integration)
@@ -80,12 +84,13 @@ integration: services  ## real frameworks and real servers (PostgreSQL, Redis) o
 # the packages from starting theirs (a chroot has no init to stop them). Check-Valid-Until=false:
 # sid's Release file can be past its Valid-Until on a machine whose clock runs ahead. Without
 # recommends: they pull in an MTA (exim4), whose configuration fails in the chroot.
-services:  ## Debian's postgresql and redis-server for the integration tier (installed when missing)
-	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+services:  ## Debian's postgresql and redis-server for the integration tier, dnsmasq for the resolver tests (installed when missing)
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! [ -x /usr/sbin/dnsmasq ]; then \
 	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; fi; \
 	  apt-get -o Acquire::Check-Valid-Until=false update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server dnsmasq-base >/dev/null; \
 	  rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; fi
 	@# PostgreSQL runs as the postgres user, who must be able to reach its binaries from /; the
 	@# root of sid.sh's chroot is made by mktemp -d, mode 700: give it the usual 755.

@@ -16,6 +16,7 @@ __all__ = [
     "_SelectorDatagramTransport",
     "_HISTOGRAM_BOUNDS_NS",
     "_after_fork_child",
+    "_interface_addresses",
     "_get_slow_callback_threshold",
     "_install_fast_methods",
     "_set_callback_timing",
@@ -103,6 +104,13 @@ class EventLoop:
     def _add_callback(self, handle: Handle) -> None: ...
     def _watched(self, fd: int) -> tuple[Handle | None, Handle | None] | None: ...
     def _watched_fds(self) -> list[int]: ...
+    def _dns_lookup(self, name: str, v6: bool, resolv_conf: str) -> Any:
+        """A future of `(status, canonical name or None, [address])`: one A (or AAAA) lookup of
+        the absolute `name` with hickory on the loop's runtime (src/dns.rs)."""
+    def _rust_sleep(self, seconds: float) -> Any:
+        """Test hook: a future a tokio sleep on the loop's runtime completes with `seconds`."""
+    def _rust_fail(self, seconds: float, errno: int) -> Any:
+        """Test hook: a future failed with `OSError(errno)` after a tokio sleep of `seconds`."""
     def _close(self) -> None: ...
     def _metrics(self) -> dict[str, Any]:
         """The counters of `loop.metrics()` (rose/loop.py makes them a `LoopMetrics`)."""
@@ -116,6 +124,9 @@ def _set_slow_callback_threshold(seconds: float | None) -> None:
 
 def _get_slow_callback_threshold() -> float | None: ...
 def _set_callback_timing(enabled: bool) -> None: ...
+
+def _interface_addresses() -> list[tuple[int, bytes, int]]:
+    """This host's addresses from getifaddrs: `(family, packed address, prefix length)`."""
 
 def _after_fork_child() -> None:
     """Mark every loop's reactor stale in a forked child (rebuilt on next use)."""

@@ -36,7 +36,7 @@ from asyncio import (
     unix_events,
 )
 
-from . import _compat, _rose
+from . import _compat, _resolver, _rose
 from . import transports as _transports
 from . import metrics as _metrics
 
@@ -332,11 +332,28 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     _do_shutdown = _Base._do_shutdown
     _check_default_executor = _Base._check_default_executor
 
-    # -- name resolution (until the asynchronous resolver lands) ---------------------------
+    # -- name resolution: rose/_resolver.py (hickory on the loop's runtime) or the system ----
 
-    getaddrinfo = _Base.getaddrinfo
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        # Every caller (create_connection, create_server, create_datagram_endpoint,
+        # sock_connect, start_server) comes here through asyncio's own code, which calls
+        # `self.getaddrinfo` (directly or via `_ensure_resolved`). Debug mode keeps asyncio's
+        # path, whose log line reports the call.
+        if not self._debug and _resolver.mode() == "hickory":
+            try:
+                return await _resolver.getaddrinfo(self, host, port, family, type, proto, flags)
+            except _resolver._Fallback:
+                pass
+        return await _Base.getaddrinfo(self, host, port, family=family, type=type, proto=proto, flags=flags)
+
     _ensure_resolved = _Base._ensure_resolved
-    getnameinfo = _Base.getnameinfo
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        # A numeric answer needs no lookup: glibc's own, at once, with no thread.
+        if _resolver.mode() == "hickory" and _resolver.getnameinfo_inline(sockaddr, flags):
+            return socket.getnameinfo(sockaddr, flags)
+        return await _Base.getnameinfo(self, sockaddr, flags)
+
     _getaddrinfo_debug = _Base._getaddrinfo_debug
 
     # -- error handling ---------------------------------------------------------------------

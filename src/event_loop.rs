@@ -27,13 +27,14 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::bridge::{self, Output, Pending};
 use crate::clock::Clock;
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
 use crate::metrics::{threshold_ns, Kind, Phase, Stats, BUCKETS, CALLBACK_TIMING, SLOW_THRESHOLD_NS};
-use crate::reactor::{Reactor, Wakeup, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
+use crate::reactor::{fork_generation, Reactor, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
 
@@ -90,6 +91,8 @@ pub struct EventLoop {
     /// `set_slow_callback_threshold` of this loop (ns; `THRESHOLD_OFF`, or `THRESHOLD_INHERIT`
     /// to follow the process-wide one).
     slow_threshold: AtomicU64,
+    /// The asyncio futures of Rust tasks spawned on the runtime (see bridge.rs).
+    pending: Pending,
 }
 
 /// How many of the longest callbacks `metrics()` names.
@@ -110,6 +113,22 @@ impl EventLoop {
     /// What the loop shares with its handles and transports (the metrics' counters among it).
     pub(crate) fn shared(&self) -> &Arc<LoopShared> {
         &self.shared
+    }
+
+    /// Spawn `fut` on the loop's runtime and return the asyncio Future it resolves on the loop
+    /// thread (see bridge.rs).
+    pub(crate) fn spawn_future<F>(slf: &Bound<'_, Self>, fut: F) -> PyResult<Py<PyAny>>
+    where
+        F: std::future::Future<Output = Output> + Send + 'static,
+    {
+        let py = slf.py();
+        let this = slf.get();
+        let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
+        let id = this.pending.next_id();
+        let abort = this.reactor(py)?.spawn(id, fut);
+        this.pending
+            .attach(&future, id, abort, fork_generation(), fork_generation)?;
+        Ok(future.unbind())
     }
 
     #[inline]
@@ -412,12 +431,16 @@ impl EventLoop {
         if poll_selector {
             r.selector_wait(&mut events).map_err(io_error)?;
         }
+        let done = (ev & EV_DONE != 0 || r.completions().has_any()).then(|| Arc::clone(r.completions()));
         drop(reactor);
         if !events.is_empty() {
             self.queue_selector_events(py, &events)?;
             events.clear();
         }
         drop(events);
+        if let Some(done) = done {
+            bridge::drain(py, &self.pending, &done)?;
+        }
         if ev & EV_SIGNAL != 0 {
             // Python's handlers (SIGINT's KeyboardInterrupt, signal.signal handlers) run now.
             py.check_signals()?;
@@ -715,7 +738,27 @@ impl EventLoop {
             longest: GilCell::new(Vec::new()),
             longest_floor: AtomicU64::new(0),
             slow_threshold: AtomicU64::new(THRESHOLD_INHERIT),
+            pending: Pending::default(),
         }
+    }
+
+    /// One A (or, `v6`, AAAA) lookup of `name` with hickory on the loop's runtime, configured
+    /// by the resolv.conf at `resolv_conf`: a future of `(status, canonical name, [address])`
+    /// (see dns.rs; rose/_resolver.py makes getaddrinfo's answer of it).
+    fn _dns_lookup(slf: &Bound<'_, Self>, name: String, v6: bool, resolv_conf: &str) -> PyResult<Py<PyAny>> {
+        let fut = crate::dns::lookup_output(slf.get().reactor(slf.py())?.resolvers(), resolv_conf, name, v6);
+        Self::spawn_future(slf, fut)
+    }
+
+    /// Test hook (rose only, see bridge.rs): a future that a tokio sleep on the loop's runtime
+    /// completes with `seconds`.
+    fn _rust_sleep(slf: &Bound<'_, Self>, seconds: f64) -> PyResult<Py<PyAny>> {
+        Self::spawn_future(slf, bridge::sleep(seconds)?)
+    }
+
+    /// Test hook (rose only): a future failed with `OSError(errno)` after a tokio sleep.
+    fn _rust_fail(slf: &Bound<'_, Self>, seconds: f64, errno: i32) -> PyResult<Py<PyAny>> {
+        Self::spawn_future(slf, bridge::fail(seconds, errno)?)
     }
 
     /// asyncio's `_check_closed()`, called by most loop methods (a C call, not a Python frame).
@@ -1090,6 +1133,7 @@ impl EventLoop {
                 Handle::traverse_if_owned(h.bind(py), &visit)?;
             }
         }
+        self.pending.traverse(&visit)?;
         Ok(())
     }
 
@@ -1107,6 +1151,7 @@ impl EventLoop {
                 t.bind(py).as_super().get().release(py);
             }
             drop((ready, timers, registered));
+            self.pending.clear(py);
         });
     }
 
@@ -1136,6 +1181,7 @@ impl EventLoop {
             t.bind(py).as_super().get().release(py);
         }
         drop((ready, timers, registered, spare, spare_timers));
+        self.pending.clear(py);
         Ok(())
     }
 }

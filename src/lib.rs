@@ -3,7 +3,9 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod bridge;
 mod clock;
+mod dns;
 mod errors;
 mod event_loop;
 mod fastcall;
@@ -84,6 +86,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::_sock_try_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock::_sock_try_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock::_sock_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(dns::_interface_addresses, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_set_threadsafe_handles, m)?)?;
     m.add_function(wrap_pyfunction!(_set_slow_callback_threshold, m)?)?;

@@ -8,7 +8,15 @@
 //!   signal ends the park and Python's handlers run at once;
 //! - a level-triggered epoll instance holding the fds of `add_reader`/`add_writer` (the user's
 //!   fds keep stdlib's level-triggered semantics and their blocking mode);
-//! - a `Notify` for `call_soon_threadsafe`, signalled only while the loop is parked.
+//! - a `Notify` for `call_soon_threadsafe`, signalled only while the loop is parked;
+//! - the completion queue of Rust futures spawned on the runtime (see bridge.rs): a finished
+//!   task pushes its output there and ends the park (`EV_DONE`).
+//!
+//! It also holds the DNS resolver (dns.rs), whose background tasks live on this runtime.
+//!
+//! Spawned tasks make progress only inside `park` and `poll_now`, which run the runtime's
+//! scheduler (a current-thread runtime has no other thread): the run step enters one of them
+//! at least every `POLL_BUDGET_NS` while busy, and parks in the runtime when idle.
 //!
 //! No Python object is touched here: the module works on raw fds and bit masks. Nothing else in
 //! rose builds a tokio runtime. After `fork()` the child must not use (or even drop) the
@@ -20,17 +28,24 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::bridge::{Completions, Output};
+use crate::dns::Resolvers;
 
 pub const EV_TIMER: u8 = 1;
 pub const EV_SIGNAL: u8 = 2;
 pub const EV_SELECTOR: u8 = 4;
 pub const EV_WAKE: u8 = 8;
+/// A spawned Rust future finished: its output waits in `Reactor::completions`.
+pub const EV_DONE: u8 = 16;
 
 const NOT_ARMED: i64 = i64::MIN;
 
@@ -105,12 +120,17 @@ pub struct Reactor {
     signal_rx: AsyncFd<OwnedFd>,
     signal_tx: OwnedFd,
     selector: AsyncFd<OwnedFd>,
+    completions: Arc<Completions>,
+    resolvers: Resolvers,
     generation: u64,
 }
 
 impl Reactor {
     pub fn new() -> io::Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
         let _enter = rt.enter();
         // SAFETY: plain syscalls with constant arguments; the results are checked by `owned`.
         let tfd =
@@ -135,6 +155,8 @@ impl Reactor {
             signal_rx: register(signal_rx)?,
             signal_tx,
             selector: register(epfd)?,
+            completions: Arc::default(),
+            resolvers: Resolvers::default(),
             generation: fork_generation(),
             rt,
         })
@@ -143,6 +165,31 @@ impl Reactor {
     /// True when this reactor was built in another process (before a fork).
     pub fn is_stale(&self) -> bool {
         self.generation != fork_generation()
+    }
+
+    /// Spawn `fut` on this runtime; its output is queued for the loop thread under `id`.
+    /// Nothing runs before the loop next polls the runtime.
+    pub fn spawn<F>(&self, id: u64, fut: F) -> AbortHandle
+    where
+        F: Future<Output = Output> + Send + 'static,
+    {
+        let completions = Arc::clone(&self.completions);
+        self.rt
+            .spawn(async move {
+                let out = fut.await;
+                completions.push(id, out);
+            })
+            .abort_handle()
+    }
+
+    /// The queue finished tasks push into (drained by the loop with the GIL held).
+    pub fn completions(&self) -> &Arc<Completions> {
+        &self.completions
+    }
+
+    /// The resolver of this runtime (a forked child's new reactor has a new one).
+    pub fn resolvers(&self) -> &Resolvers {
+        &self.resolvers
     }
 
     /// The fd to hand to `signal.set_wakeup_fd`.
@@ -202,10 +249,15 @@ impl Reactor {
         self.arm(deadline)?;
         let ev = {
             let mut notified = pin!(wakeup.notify.notified());
+            let mut done = pin!(self.completions.notified());
             self.rt.block_on(poll_fn(|cx| {
                 let mut ev = self.ready_mask(cx);
                 if notified.as_mut().poll(cx).is_ready() {
                     ev |= EV_WAKE;
+                }
+                // Registered first, then checked: a task finishing in between wakes this poll.
+                if done.as_mut().poll(cx).is_ready() || self.completions.has_any() {
+                    ev |= EV_DONE;
                 }
                 if ev != 0 {
                     Poll::Ready(ev)
@@ -220,8 +272,11 @@ impl Reactor {
     /// Let the I/O driver poll once without blocking and report what is ready.
     pub fn poll_now(&self) -> u8 {
         self.rt.block_on(async {
+            // Also runs the spawned tasks that are ready (the scheduler polls them before it
+            // resumes this future).
             tokio::task::yield_now().await;
-            poll_fn(|cx| Poll::Ready(self.ready_mask(cx))).await
+            let done = if self.completions.has_any() { EV_DONE } else { 0 };
+            poll_fn(|cx| Poll::Ready(self.ready_mask(cx) | done)).await
         })
     }
 

@@ -31,7 +31,7 @@ SID = while mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(st
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls lint \
+	test-debug integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls bench-dns lint \
 	stubtest dev-deps clean
 
 help:  ## list the targets
@@ -152,6 +152,10 @@ bench-rss: release  ## RSS per idle connection with 5,000 connections open
 bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TLS)
 	$(PYTHON) -m pip install -q uvloop rloop trustme
 	$(PYTHON) benchmarks/tls_echo.py
+
+bench-dns: release services  ## 1000 concurrent getaddrinfo against a local dnsmasq, and a cached one: asyncio, uvloop, aiodns (aiohttp's AsyncResolver), rose
+	$(PYTHON) -m pip install -q uvloop aiohttp aiodns
+	$(PYTHON) benchmarks/dns.py
 
 dev-deps:  ## what lint, stubtest and the typing test use (the dev extra), for PYTHON
 	$(PYTHON) -m pip install -q $(call extra,dev)

@@ -153,7 +153,8 @@ bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TL
 	$(PYTHON) -m pip install -q uvloop rloop trustme
 	$(PYTHON) benchmarks/tls_echo.py
 
-bench-dns: release services  ## 1000 concurrent getaddrinfo against a local dnsmasq, and a cached one: asyncio, uvloop, aiodns (aiohttp's AsyncResolver), rose
+bench-dns: release  ## 1000 concurrent getaddrinfo against a local dnsmasq, and a cached one: asyncio, uvloop, aiodns (aiohttp's AsyncResolver), rose
+	[ -x /usr/sbin/dnsmasq ] || { apt-get update -qq && apt-get install -y -qq --no-install-recommends dnsmasq-base; }
 	$(PYTHON) -m pip install -q uvloop aiohttp aiodns
 	$(PYTHON) benchmarks/dns.py
 

@@ -240,7 +240,9 @@ def child_main(args: list[str]) -> None:
             import aiohttp.resolver  # noqa: F401
         result = {"loop": name, "version": loop_version(name), "class": cls}
     else:
-        prefix, n, server = args[1], int(args[2]), args[3]
+        prefix, n, server, core = args[1], int(args[2]), args[3], args[4]
+        if core != "-":
+            os.sched_setaffinity(0, {int(core)})  # before the loop: its threads inherit it
         loop = make_loop(name)
         asyncio.set_event_loop(loop)
         try:
@@ -273,7 +275,7 @@ class Dnsmasq:
     """dnsmasq on port 53 of a free loopback address, answering *.bench.test; the resolv.conf
     and hosts file that the children see."""
 
-    def __init__(self):
+    def __init__(self, core: int | None):
         self.tmp = tempfile.mkdtemp(prefix="rose-dnsbench-")
         self.addr = free_loopback()
         binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -303,6 +305,8 @@ class Dnsmasq:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        if core is not None:
+            os.sched_setaffinity(self.proc.pid, {core})
         deadline = time.monotonic() + 10
         while True:
             if self.proc.poll() is not None:
@@ -316,7 +320,17 @@ class Dnsmasq:
 
     def version(self) -> str:
         out = subprocess.run([self.proc.args[0], "--version"], capture_output=True, text=True).stdout
-        return (out.splitlines() or ["dnsmasq"])[0]
+        return " ".join(out.split("Copyright")[0].split() or ["dnsmasq"])
+
+    def drops(self) -> int:
+        """Datagrams the kernel dropped at dnsmasq's UDP socket (its receive buffer full)."""
+        local = f"{int.from_bytes(socket.inet_aton(self.addr), 'little'):08X}:0035"
+        with open("/proc/net/udp") as f:
+            for line in f:
+                fields = line.split()
+                if fields[1] == local:
+                    return int(fields[-1])
+        raise RuntimeError(f"dnsmasq's socket {local} is not in /proc/net/udp")
 
     def cpu_ticks(self) -> int:
         with open(f"/proc/{self.proc.pid}/stat") as f:
@@ -495,7 +509,8 @@ def report(result: dict, summary: dict, loops: list[str]) -> str:
         + (" with uncommitted changes to its sources" if build.get("dirty") else "")
         + f", extension built {build.get('extension_built', '?')}; ROSE_RESOLVER=hickory",
         f"- Server: {result['dnsmasq']} on a 127.53.x.y loopback address (`--address=/{ZONE}/{ANSWER}`,"
-        " TTL 300 s); every client in a mount namespace with its own /etc/resolv.conf and /etc/hosts",
+        " TTL 300 s); every client in a mount namespace with its own /etc/resolv.conf and /etc/hosts"
+        + ("; dnsmasq pinned to core 0, the client (all its threads) to core 1" if result["pinned"] else "; not pinned"),
         f"- {result['rounds']} round(s) of {result['names']} names; every sample is a fresh process;"
         " loops interleaved within each round; medians (thread count: the maximum);"
         " ratios are medians of per-round ratios, below 1 means rose is better",
@@ -523,6 +538,11 @@ def report(result: dict, summary: dict, loops: list[str]) -> str:
     for s in result["samples"]:
         if s.get("loop") == SUBJECT and s.get("executor_used"):
             notes.append(f"- round {s['round']}: rose used asyncio's executor path (a fallback of its resolver)")
+        if s.get("dnsmasq_drops"):
+            notes.append(
+                f"- round {s['round']}, {s['loop']}: dnsmasq's socket dropped {s['dnsmasq_drops']} queries"
+                " (its receive buffer full); the client's retries are in the wall time"
+            )
     errors = [s for s in result["samples"] if "error" in s]
     if errors:
         lines += ["", "## Errors", ""]
@@ -544,6 +564,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="LOOP[,LOOP]",
         help=f"resolvers to compare (default: all of {', '.join(LOOPS)})",
     )
+    p.add_argument("--no-pin", action="store_true", help="do not pin dnsmasq to core 0 and the clients to core 1")
     p.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rounds is None:
@@ -565,7 +586,8 @@ def main(argv: list[str]) -> int:
         return 1
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()
-    dns = Dnsmasq()
+    pin = not args.no_pin and os.cpu_count() >= 2
+    dns = Dnsmasq(0 if pin else None)
     samples: list[dict] = []
     try:
         preflight(dns)
@@ -583,9 +605,14 @@ def main(argv: list[str]) -> int:
         for rnd in range(args.rounds):
             for index, loop in enumerate(loops):
                 prefix = f"r{rnd}{'abcdefgh'[index]}{random.randrange(1 << 20):05x}"
-                ticks = dns.cpu_ticks()
-                sample = in_namespace(dns, [loop, prefix, str(args.names), dns.addr])
-                sample.update(round=rnd, loop=loop, dnsmasq_cpu_ms=(dns.cpu_ticks() - ticks) * 1e3 / os.sysconf("SC_CLK_TCK"))
+                ticks, drops = dns.cpu_ticks(), dns.drops()
+                sample = in_namespace(dns, [loop, prefix, str(args.names), dns.addr, "1" if pin else "-"])
+                sample.update(
+                    round=rnd + 1,
+                    loop=loop,
+                    dnsmasq_cpu_ms=(dns.cpu_ticks() - ticks) * 1e3 / os.sysconf("SC_CLK_TCK"),
+                    dnsmasq_drops=dns.drops() - drops,
+                )
                 samples.append(sample)
                 if "error" in sample:
                     log(f"round {rnd + 1}/{args.rounds} {loop:8} ERROR {sample['error']}")
@@ -593,7 +620,7 @@ def main(argv: list[str]) -> int:
                     log(
                         f"round {rnd + 1}/{args.rounds} {loop:8} cold {sample['wall_ms']:8.1f} ms wall"
                         f" {sample['cpu_ms']:8.1f} ms CPU  threads {sample['threads_peak']:3}"
-                        f"  warm {sample['warm_us']:8.2f} µs" + ("  (executor used)" if sample["executor_used"] and loop == SUBJECT else "")
+                        f"  warm {sample['warm_us']:8.2f} µs  dnsmasq drops {sample['dnsmasq_drops']}" + ("  (executor used)" if sample["executor_used"] and loop == SUBJECT else "")
                     )
         dnsmasq_version = dns.version()
     finally:
@@ -606,6 +633,7 @@ def main(argv: list[str]) -> int:
         "duration_s": (dt.datetime.now(dt.UTC) - started).total_seconds(),
         "rounds": args.rounds,
         "names": args.names,
+        "pinned": pin,
         "machine": machine,
         "versions": versions,
         "dnsmasq": dnsmasq_version,

@@ -19,9 +19,12 @@ default executor): an nsswitch `hosts:` line other than `files dns`, a non-empty
 entries with scope ids, flags glibc has and this module does not know, and a resolv.conf that
 hickory cannot use. So does `ROSE_RESOLVER=system`.
 
-Environment (read at each call): `ROSE_RESOLVER` (`hickory`, or `system`, the default for now:
-see DEFAULT), and, for tests,
-`ROSE_RESOLV_CONF` and `ROSE_HOSTS`, other paths for /etc/resolv.conf and /etc/hosts.
+Environment (read at each call): `ROSE_RESOLVER` (`hickory`, the default, or `system`), and,
+for tests, `ROSE_RESOLV_CONF` and `ROSE_HOSTS`, other paths for /etc/resolv.conf and
+/etc/hosts.
+
+Answers for names are cached (see `cached`): for their DNS TTL, and only while nothing else
+they depend on changed (src/dns.rs `_dns_generation`).
 """
 
 from __future__ import annotations
@@ -30,14 +33,17 @@ import asyncio
 import ipaddress
 import os
 import socket
+import time
 
-__all__ = ("DEFAULT", "getaddrinfo", "getnameinfo_inline", "mode")
+from ._rose import _dns_generation as _generation
+from ._rose import _interface_addresses
 
-# The resolver used when ROSE_RESOLVER is unset: the system's for now. The hickory path passes
-# tests/test_resolver.py on every supported Python, and the whole suite and CPython's
-# test_asyncio with it as the default on 3.11; it becomes the default once those have run with
-# it on 3.13, 3.14 and 3.15 too.
-DEFAULT = "system"
+_monotonic = time.monotonic
+
+__all__ = ("DEFAULT", "cached", "getaddrinfo", "getnameinfo_inline", "mode")
+
+# The resolver used when ROSE_RESOLVER is unset (`system` opts out).
+DEFAULT = "hickory"
 
 _AI_PASSIVE = socket.AI_PASSIVE
 _AI_CANONNAME = socket.AI_CANONNAME
@@ -81,14 +87,21 @@ class _Fallback(Exception):
 
 
 class _Watched:
-    """A file parsed once per identity (inode, size, mtime): one stat per use."""
+    """A file parsed once per identity (inode, size, mtime), compared by `stat` only when the
+    resolver's generation moved since the last use (src/dns.rs watches the file)."""
 
     def __init__(self, parse):
         self._parse = parse
         self._key = None
         self._value = None
+        self._seen = (None, None)
 
-    def get(self, path):
+    def get(self, path, generation=None):
+        if generation is None:
+            generation = _generation()
+        if self._seen == (path, generation):
+            return self._value
+        self._seen = (path, generation)
         try:
             st = os.stat(path)
             key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -161,10 +174,10 @@ _GAI_CONF = _Watched(_parse_gai_conf)
 _HOSTS = _Watched(_parse_hosts)
 
 
-def _hosts_lookup(path, name, family):
+def _hosts_lookup(path, name, family, generation=None):
     """nss_files: (canonical name, [(family, text)]) of every entry naming `name`, in file
     order; for AF_INET or AF_INET6 only the entries of that family."""
-    entries = _HOSTS.get(path)
+    entries = _HOSTS.get(path, generation)
     if entries is None:
         raise _Fallback
     key = name.lower()
@@ -246,12 +259,19 @@ def _scope(family, packed):
 
 def _interfaces():
     """{(family, packed address): (prefixlen, flags)} of this host's addresses (glibc's
-    __check_pf list), plus whether it has non-loopback IPv4 and IPv6 addresses."""
-    from . import _rose
+    __check_pf list), plus whether it has non-loopback IPv4 and IPv6 addresses. Read again
+    when the resolver's generation changes (netlink reports address changes)."""
+    global _IFACES
+    generation = _generation()
+    if _IFACES[0] != generation:
+        _IFACES = (generation, _read_interfaces())
+    return _IFACES[1]
 
+
+def _read_interfaces():
     table = {}
     seen4 = seen6 = False
-    for family, packed, prefixlen in _rose._interface_addresses():
+    for family, packed, prefixlen in _interface_addresses():
         table[(family, packed)] = prefixlen
         if family == socket.AF_INET and packed != b"\x7f\x00\x00\x01":
             seen4 = True
@@ -352,14 +372,70 @@ def _sort(addrs, port):
     return [addrs[i[0]] for i in info]
 
 
+_ENVIRONMENT = (None, None)
+
+
+def _environment(generation):
+    """(whether LOCALDOMAIN, RES_OPTIONS or HOSTALIASES is set, the resolv.conf path, the hosts
+    path), read again when the generation moves (src/dns.rs watches these variables)."""
+    global _ENVIRONMENT
+    if _ENVIRONMENT[0] != generation:
+        env = os.environ
+        _ENVIRONMENT = (
+            generation,
+            (
+                any(env.get(v) is not None for v in ("LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES")),
+                env.get("ROSE_RESOLV_CONF") or "/etc/resolv.conf",
+                env.get("ROSE_HOSTS") or "/etc/hosts",
+            ),
+        )
+    return _ENVIRONMENT[1]
+
+
+# -- the answer cache ------------------------------------------------------------------------
+
+# Answers of getaddrinfo for names, by its arguments: (generation, expiry on the monotonic
+# clock, result). An answer is served while the generation it was computed under is current
+# (src/dns.rs `_dns_generation`: files, environment, interfaces, routes, fork) and its DNS
+# records' TTL lasts; hosts-file answers last until a generation change. Negative answers are
+# not kept here: hickory's cache keeps them for at most 2 seconds (src/dns.rs NEGATIVE_TTL).
+_CACHE = {}
+_CACHE_SIZE = 1024
+_FOREVER = float("inf")
+_IFACES = (None, None)
+
+
+def _remember(key, generation, ttl, result):
+    if len(_CACHE) >= _CACHE_SIZE:
+        # Drop the oldest entry (dicts keep insertion order).
+        del _CACHE[next(iter(_CACHE))]
+    _CACHE[key] = (generation, _monotonic() + ttl, tuple(result))
+
+
+def cached(host, port, family, type, proto, flags):
+    """A fresh list of the cached answer to these getaddrinfo arguments, or None."""
+    key = (host, port, family, type, proto, flags)
+    try:
+        entry = _CACHE.get(key)
+    except TypeError:
+        return None  # an unhashable argument: asyncio's own checks will reject it
+    if entry is None:
+        return None
+    generation, expires, result = entry
+    if generation != _generation() or _monotonic() >= expires:
+        _CACHE.pop(key, None)
+        return None
+    return list(result)
+
+
 # -- getaddrinfo -----------------------------------------------------------------------------
 
 
 async def _dns(loop, resolv_conf, name, v6):
-    status, canon, addrs = await loop._dns_lookup(name, v6, resolv_conf)
+    status, canon, addrs, ttl = await loop._dns_lookup(name, v6, resolv_conf)
     if status == "fallback":
         raise _Fallback
-    return status, canon, addrs
+    return status, canon, addrs, ttl
 
 
 def _parse_resolv_conf(data):
@@ -393,22 +469,25 @@ _RESOLV_CONF = _Watched(_parse_resolv_conf)
 
 async def _dns_name(loop, resolv_conf, fqdn, family):
     """One absolute name, A and/or AAAA at once (glibc's T_QUERY_A_AND_AAAA): (statuses,
-    canonical name, [(family, text)])."""
+    canonical name, [(family, text)], seconds the answer stays valid)."""
     name = fqdn + "."
     if family == socket.AF_UNSPEC:
-        (s4, c4, a4), (s6, c6, a6) = await asyncio.gather(
+        (s4, c4, a4, t4), (s6, c6, a6, t6) = await asyncio.gather(
             _dns(loop, resolv_conf, name, False), _dns(loop, resolv_conf, name, True)
         )
-        results = [(s4, c4, a4, socket.AF_INET), (s6, c6, a6, socket.AF_INET6)]
+        results = [(s4, c4, a4, t4, socket.AF_INET), (s6, c6, a6, t6, socket.AF_INET6)]
     else:
-        s, c, a = await _dns(loop, resolv_conf, name, family == socket.AF_INET6)
-        results = [(s, c, a, family)]
+        s, c, a, t = await _dns(loop, resolv_conf, name, family == socket.AF_INET6)
+        results = [(s, c, a, t, family)]
     found = []
     canon = None
-    for status, c, addrs, fam in results:
+    ttl = _FOREVER
+    for status, c, addrs, t, fam in results:
         if status == "ok":
             canon = canon or c
             found.extend((fam, a) for a in addrs)
+        # A negative half of the answer is not kept here: only hickory's cache keeps it.
+        ttl = min(ttl, t if status == "ok" else 0.0)
     statuses = {r[0] for r in results}
     if found:
         status = "ok"
@@ -420,7 +499,7 @@ async def _dns_name(loop, resolv_conf, fqdn, family):
         status = "nodata"
     else:
         status = "nxdomain"
-    return status, canon, found
+    return status, canon, found, ttl
 
 
 _H_ERRNO = {
@@ -432,27 +511,27 @@ _H_ERRNO = {
 }
 
 
-async def _search(loop, resolv_conf, name, family):
+async def _search(loop, resolv_conf, name, family, generation):
     """glibc's res_nsearch over the search list, with its error bookkeeping: a name with at
     least ndots dots (or a trailing one) is tried as it is first, and that answer's error is
     the one reported; NXDOMAIN, NODATA and SERVFAIL go on down the list, anything else (a
     timeout) ends it; a name not tried as it is yet is tried last."""
-    search, ndots = _RESOLV_CONF.get(resolv_conf)
+    search, ndots = _RESOLV_CONF.get(resolv_conf, generation)
     dots = name.count(".")
     trailing = name.endswith(".")
     name = name.rstrip(".")
     saved = last = None
     got_nodata = got_servfail = False
     if dots >= ndots or trailing:
-        saved, canon, found = await _dns_name(loop, resolv_conf, name, family)
+        saved, canon, found, ttl = await _dns_name(loop, resolv_conf, name, family)
         if saved == "ok":
-            return canon, found
+            return canon, found, ttl
         if trailing:
             raise _gaierror(_H_ERRNO[saved])
     for domain in search:
-        last, canon, found = await _dns_name(loop, resolv_conf, f"{name}.{domain}", family)
+        last, canon, found, ttl = await _dns_name(loop, resolv_conf, f"{name}.{domain}", family)
         if last == "ok":
-            return canon, found
+            return canon, found, ttl
         if last == "nodata":
             got_nodata = True
         elif last == "servfail":
@@ -460,9 +539,9 @@ async def _search(loop, resolv_conf, name, family):
         elif last != "nxdomain":
             break
     if saved is None:
-        last, canon, found = await _dns_name(loop, resolv_conf, name, family)
+        last, canon, found, ttl = await _dns_name(loop, resolv_conf, name, family)
         if last == "ok":
-            return canon, found
+            return canon, found, ttl
     if saved is not None:
         final = saved
     elif got_nodata:
@@ -474,13 +553,13 @@ async def _search(loop, resolv_conf, name, family):
     raise _gaierror(_H_ERRNO[final])
 
 
-async def _lookup_family(loop, resolv_conf, hosts, name, family):
+async def _lookup_family(loop, resolv_conf, hosts, name, family, generation):
     """nss `files dns` for one family (AF_INET or AF_INET6), or both (AF_UNSPEC): (canonical
-    name, [(family, text)]) or a gaierror."""
-    canon, found = _hosts_lookup(hosts, name, family)
+    name, [(family, text)], seconds it stays valid) or a gaierror."""
+    canon, found = _hosts_lookup(hosts, name, family, generation)
     if found:
-        return canon, found
-    return await _search(loop, resolv_conf, name, family)
+        return canon, found, _FOREVER
+    return await _search(loop, resolv_conf, name, family, generation)
 
 
 def _expand(addrs, canon, port, type, proto, flags):
@@ -496,7 +575,10 @@ def _expand(addrs, canon, port, type, proto, flags):
 
 async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
     """`loop.getaddrinfo` on rose's resolver; `_Fallback` when the system must answer."""
-    hosts_ok, services_ok = _NSSWITCH.get("/etc/nsswitch.conf")
+    key = (host, port, family, type, proto, flags)
+    # Taken before anything is read: a change while this lookup runs makes its answer stale.
+    generation = _generation()
+    hosts_ok, services_ok = _NSSWITCH.get("/etc/nsswitch.conf", generation)
     if not services_ok and isinstance(port, (str, bytes)) and not port.isdigit():
         raise _Fallback
     # Step 1: everything glibc decides before the host, and numeric or None hosts.
@@ -514,33 +596,78 @@ async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
         raise _Fallback from None
     if not name or name.endswith("..") or "\x00" in name:
         raise _Fallback
-    if not hosts_ok or not _GAI_CONF.get("/etc/gai.conf"):
+    if not hosts_ok or not _GAI_CONF.get("/etc/gai.conf", generation):
         raise _Fallback
-    if any(os.environ.get(v) is not None for v in ("LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES")):
+    overridden, resolv_conf, hosts = _environment(generation)
+    if overridden:
         raise _Fallback  # glibc's own overrides of resolv.conf
     if flags & _AI_ADDRCONFIG:
         _, seen4, seen6 = _interfaces()
         if not (seen4 and seen6):
             raise _Fallback
-    resolv_conf = os.environ.get("ROSE_RESOLV_CONF") or "/etc/resolv.conf"
-    hosts = os.environ.get("ROSE_HOSTS") or "/etc/hosts"
 
     # Step 2: the name's addresses.
     if family == socket.AF_INET6 and flags & _AI_V4MAPPED:
         try:
-            canon, addrs = await _lookup_family(loop, resolv_conf, hosts, name, socket.AF_INET6)
+            canon, addrs, ttl = await _lookup_family(loop, resolv_conf, hosts, name, socket.AF_INET6, generation)
         except socket.gaierror:
-            canon, addrs = await _lookup_family(loop, resolv_conf, hosts, name, socket.AF_INET)
+            canon, addrs, ttl = await _lookup_family(loop, resolv_conf, hosts, name, socket.AF_INET, generation)
             addrs = [(socket.AF_INET6, "::ffff:" + a) for _, a in addrs]
     else:
-        canon, addrs = await _lookup_family(loop, resolv_conf, hosts, name, family)
+        canon, addrs, ttl = await _lookup_family(loop, resolv_conf, hosts, name, family, generation)
 
     # Step 3: glibc's order, then the socktype expansion per address.
     if len(addrs) > 1:
         # glibc connects to each result's sockaddr, with the service's port.
         first = _expand(addrs[:1], canon, port, type, proto, flags)
         addrs = _sort(addrs, first[0][4][1] if first else 0)
-    return _expand(addrs, canon, port, type, proto, flags)
+    result = _expand(addrs, canon, port, type, proto, flags)
+    if ttl > 0:
+        _remember(key, generation, ttl, result)
+    return result
+
+
+# The getnameinfo flags `getnameinfo` reproduces; others (NI_NOFQDN, NI_IDN) go to the system.
+_NI_KNOWN = socket.NI_NAMEREQD | socket.NI_NUMERICSERV | socket.NI_DGRAM | getattr(socket, "NI_NUMERICSCOPE", 0)
+
+
+async def getnameinfo(loop, sockaddr, flags):
+    """`loop.getnameinfo` of a name (no NI_NUMERICHOST) on rose's resolver, as glibc answers
+    it through nss `files dns`: the first hosts-file line with the address gives its first
+    name, else the first PTR name DNS gives; with neither, the numeric address, or EAI_NONAME
+    under NI_NAMEREQD. `_Fallback` when the system must answer."""
+    generation = _generation()
+    hosts_ok, services_ok = _NSSWITCH.get("/etc/nsswitch.conf", generation)
+    if flags & ~_NI_KNOWN or not hosts_ok or not (services_ok or flags & socket.NI_NUMERICSERV):
+        raise _Fallback
+    # The numeric answer first: glibc's (and CPython's) checks of the arguments, the service,
+    # and the host to fall back on.
+    numeric, service = socket.getnameinfo(sockaddr, (flags | socket.NI_NUMERICHOST) & ~socket.NI_NAMEREQD)
+    if "%" in numeric or (len(sockaddr) > 3 and sockaddr[3]):
+        raise _Fallback  # a scoped address
+    family = socket.AF_INET6 if ":" in numeric else socket.AF_INET
+    packed = socket.inet_pton(family, numeric)
+    if family == socket.AF_INET6 and (
+        packed[:12] == b"\0" * 10 + b"\xff\xff" or (packed[:12] == b"\0" * 12 and packed[12:15] != b"\0" * 3)
+    ):
+        raise _Fallback  # v4-mapped and v4-compatible addresses: glibc's own handling
+    overridden, resolv_conf, hosts = _environment(generation)
+    if overridden:
+        raise _Fallback
+    entries = _HOSTS.get(hosts, generation)
+    if entries is None:
+        raise _Fallback
+    for fam, addr, _text, _names, first in entries:
+        if fam == family and addr == packed:
+            return first, service
+    status, _, names, _ttl = await loop._dns_reverse(numeric, resolv_conf)
+    if status == "ok" and names:
+        return names[0], service
+    if status not in ("nxdomain", "nodata"):
+        raise _Fallback  # a timeout or a failing server: glibc's error bookkeeping
+    if flags & socket.NI_NAMEREQD:
+        raise _gaierror(_EAI_NONAME)
+    return numeric, service
 
 
 def getnameinfo_inline(sockaddr, flags):

@@ -17,6 +17,7 @@ __all__ = [
     "_HISTOGRAM_BOUNDS_NS",
     "_after_fork_child",
     "_interface_addresses",
+    "_dns_generation",
     "_get_slow_callback_threshold",
     "_install_fast_methods",
     "_set_callback_timing",
@@ -105,8 +106,12 @@ class EventLoop:
     def _watched(self, fd: int) -> tuple[Handle | None, Handle | None] | None: ...
     def _watched_fds(self) -> list[int]: ...
     def _dns_lookup(self, name: str, v6: bool, resolv_conf: str) -> Any:
-        """A future of `(status, canonical name or None, [address])`: one A (or AAAA) lookup of
-        the absolute `name` with hickory on the loop's runtime (src/dns.rs)."""
+        """A future of `(status, canonical name or None, [address], ttl)`: one A (or AAAA)
+        lookup of the absolute `name` with hickory on the loop's runtime (src/dns.rs); `ttl`
+        is how many seconds the answer stays valid."""
+    def _dns_reverse(self, addr: str, resolv_conf: str) -> Any:
+        """A future of `(status, None, [name], ttl)`: the PTR names of the address `addr` with
+        hickory on the loop's runtime (src/dns.rs)."""
     def _rust_sleep(self, seconds: float) -> Any:
         """Test hook: a future a tokio sleep on the loop's runtime completes with `seconds`."""
     def _rust_fail(self, seconds: float, errno: int) -> Any:
@@ -127,6 +132,11 @@ def _set_callback_timing(enabled: bool) -> None: ...
 
 def _interface_addresses() -> list[tuple[int, bytes, int]]:
     """This host's addresses from getifaddrs: `(family, packed address, prefix length)`."""
+
+def _dns_generation() -> int:
+    """A number that changes when anything getaddrinfo's answer depends on, DNS aside, may
+    have changed: the resolver's files, its environment variables, the host's addresses and
+    routes, or the process (fork)."""
 
 def _after_fork_child() -> None:
     """Mark every loop's reactor stale in a forked child (rebuilt on next use)."""

@@ -339,6 +339,11 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         # sock_connect, start_server) comes here through asyncio's own code, which calls
         # `self.getaddrinfo` (directly or via `_ensure_resolved`). Debug mode keeps asyncio's
         # path, whose log line reports the call.
+        if not self._debug:
+            # A name looked up before, while nothing it depends on changed: no await at all.
+            hit = _resolver.cached(host, port, family, type, proto, flags)
+            if hit is not None:
+                return hit
         if not self._debug and _resolver.mode() == "hickory":
             try:
                 return await _resolver.getaddrinfo(self, host, port, family, type, proto, flags)
@@ -350,8 +355,14 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     async def getnameinfo(self, sockaddr, flags=0):
         # A numeric answer needs no lookup: glibc's own, at once, with no thread.
-        if _resolver.mode() == "hickory" and _resolver.getnameinfo_inline(sockaddr, flags):
-            return socket.getnameinfo(sockaddr, flags)
+        if _resolver.mode() == "hickory":
+            if _resolver.getnameinfo_inline(sockaddr, flags):
+                return socket.getnameinfo(sockaddr, flags)
+            if not self._debug and not flags & socket.NI_NUMERICHOST:
+                try:
+                    return await _resolver.getnameinfo(self, sockaddr, flags)
+                except _resolver._Fallback:
+                    pass
         return await _Base.getnameinfo(self, sockaddr, flags)
 
     _getaddrinfo_debug = _Base._getaddrinfo_debug

@@ -173,6 +173,8 @@ pub struct Answer {
     pub status: Status,
     pub canonical: Option<String>,
     pub addresses: Vec<String>,
+    /// Seconds the answer stays valid (its records' smallest TTL, as hickory's cache counts).
+    pub ttl: f64,
 }
 
 impl Answer {
@@ -181,12 +183,13 @@ impl Answer {
             status,
             canonical: None,
             addresses: Vec::new(),
+            ttl: 0.0,
         }
     }
 
     fn into_output(self) -> Output {
         Box::new(move |py: Python<'_>| {
-            Ok((self.status.as_str(), self.canonical, self.addresses)
+            Ok((self.status.as_str(), self.canonical, self.addresses, self.ttl)
                 .into_pyobject(py)?
                 .into_any()
                 .unbind())
@@ -196,21 +199,28 @@ impl Answer {
 
 /// Look `name` up for `v6` (AAAA) or not (A).
 pub async fn lookup(resolver: Option<Arc<TokioResolver>>, name: String, v6: bool) -> Answer {
-    let Some(resolver) = resolver else {
-        return Answer::status(Status::Fallback);
-    };
     let Ok(parsed) = Name::from_ascii(&name) else {
         return Answer::status(Status::Fallback);
     };
-    let rtype = if v6 { RecordType::AAAA } else { RecordType::A };
+    query(resolver, parsed, if v6 { RecordType::AAAA } else { RecordType::A }).await
+}
+
+/// One question: the addresses (A, AAAA) or the names (PTR, without their final dot) of the
+/// answer, in the answer's order.
+async fn query(resolver: Option<Arc<TokioResolver>>, parsed: Name, rtype: RecordType) -> Answer {
+    let Some(resolver) = resolver else {
+        return Answer::status(Status::Fallback);
+    };
+    let v6 = rtype == RecordType::AAAA;
     match resolver.lookup(parsed, rtype).await {
         Ok(found) => {
             let mut canonical = None;
             let mut addresses = Vec::new();
             for record in found.records() {
                 let addr = match record.data() {
-                    RData::A(a) if !v6 => a.0.to_string(),
+                    RData::A(a) if rtype == RecordType::A => a.0.to_string(),
                     RData::AAAA(a) if v6 => a.0.to_string(),
+                    RData::PTR(p) if rtype == RecordType::PTR => strip_dot(&p.0),
                     _ => continue,
                 };
                 if canonical.is_none() {
@@ -221,10 +231,15 @@ pub async fn lookup(resolver: Option<Arc<TokioResolver>>, name: String, v6: bool
             if addresses.is_empty() {
                 Answer::status(Status::NoData)
             } else {
+                let ttl = found
+                    .valid_until()
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs_f64();
                 Answer {
                     status: Status::Ok,
                     canonical,
                     addresses,
+                    ttl,
                 }
             }
         }
@@ -241,6 +256,25 @@ pub fn lookup_output(
 ) -> impl std::future::Future<Output = Output> + Send + 'static {
     let resolver = resolvers.get(resolv_conf);
     async move { lookup(resolver, name, v6).await.into_output() }
+}
+
+/// The future the loop spawns for `_dns_reverse`: the PTR names of `addr` (an IPv4 or IPv6
+/// address in text), as `(status, None, [name], ttl)`.
+pub fn reverse_output(
+    resolvers: &Resolvers,
+    resolv_conf: &str,
+    addr: &str,
+) -> impl std::future::Future<Output = Output> + Send + 'static {
+    let resolver = resolvers.get(resolv_conf);
+    let name = addr.parse::<std::net::IpAddr>().ok().map(Name::from);
+    async move {
+        let Some(name) = name else {
+            return Answer::status(Status::Fallback).into_output();
+        };
+        let mut answer = query(resolver, name, RecordType::PTR).await;
+        answer.canonical = None;
+        answer.into_output()
+    }
 }
 
 /// This host's interface addresses: `[(family, packed address, prefix length)]`, from
@@ -301,6 +335,196 @@ pub fn _interface_addresses(py: Python<'_>) -> PyResult<Vec<(i32, Py<pyo3::types
     // SAFETY: `head` came from a successful getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
+}
+
+// -- What getaddrinfo's answers depend on besides DNS -------------------------------------
+
+/// The environment variables that change a lookup's answer or path (rose/_resolver.py).
+const WATCHED_ENV: [&str; 6] = [
+    "ROSE_RESOLVER",
+    "ROSE_RESOLV_CONF",
+    "ROSE_HOSTS",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "HOSTALIASES",
+];
+/// The files rose/_resolver.py reads (ROSE_RESOLV_CONF and ROSE_HOSTS add theirs).
+const WATCHED_FILES: [&str; 4] = ["/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf"];
+/// How often the files are also compared by `stat`, which sees what inotify cannot (a mount
+/// over a file): the longest a changed answer can be served from rose's cache in that case.
+const RESTAT_EVERY: Duration = Duration::from_secs(1);
+
+type FileId = Option<(u64, u64, u64, i64, i64)>;
+
+fn file_id(path: &str) -> FileId {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+fn cvt(ret: libc::c_int) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a non-negative return of socket/inotify_init1/epoll_create1 is a new fd we own.
+    (ret >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(ret) })
+}
+
+/// inotify on the watched files and their folders, and a netlink socket subscribed to address,
+/// link and route changes, both in one epoll set: a lookup asks "did anything change?" with
+/// one `epoll_wait(0)`.
+struct Watch {
+    fork_generation: u64,
+    env: Vec<Option<std::ffi::OsString>>,
+    paths: Vec<String>,
+    ids: Vec<FileId>,
+    epoll: Option<std::os::fd::OwnedFd>,
+    // Held open for the epoll set, never read: any event makes a new `Watch`.
+    #[allow(dead_code)]
+    inotify: Option<std::os::fd::OwnedFd>,
+    #[allow(dead_code)]
+    netlink: Option<std::os::fd::OwnedFd>,
+    last_stat: std::time::Instant,
+}
+
+fn read_env() -> Vec<Option<std::ffi::OsString>> {
+    WATCHED_ENV.iter().map(std::env::var_os).collect()
+}
+
+impl Watch {
+    fn new() -> Self {
+        use std::os::fd::AsRawFd;
+        let env = read_env();
+        let mut paths: Vec<String> = WATCHED_FILES.iter().map(|p| (*p).to_owned()).collect();
+        for extra in &env[1..3] {
+            if let Some(p) = extra.as_ref().and_then(|p| p.to_str()) {
+                if !p.is_empty() {
+                    paths.push(p.to_owned());
+                }
+            }
+        }
+        let ids = paths.iter().map(|p| file_id(p)).collect();
+        // SAFETY: plain syscalls with constant arguments.
+        let epoll = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) });
+        let inotify = cvt(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) });
+        if let Some(fd) = &inotify {
+            let file_mask =
+                libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+            let dir_mask = file_mask | libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+            for path in &paths {
+                let dir = std::path::Path::new(path)
+                    .parent()
+                    .and_then(|d| d.to_str())
+                    .unwrap_or("/");
+                for (p, mask) in [(path.as_str(), file_mask), (dir, dir_mask)] {
+                    if let Ok(c) = std::ffi::CString::new(p) {
+                        // SAFETY: `c` is a valid C string; a failure (missing file) leaves no watch.
+                        unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+                    }
+                }
+            }
+        }
+        // SAFETY: a plain syscall.
+        let netlink = cvt(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })
+        .filter(|fd| {
+            // SAFETY: an all-zero sockaddr_nl is valid; family and groups are then set.
+            let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            addr.nl_groups = (libc::RTMGRP_LINK
+                | libc::RTMGRP_IPV4_IFADDR
+                | libc::RTMGRP_IPV6_IFADDR
+                | libc::RTMGRP_IPV4_ROUTE
+                | libc::RTMGRP_IPV6_ROUTE) as u32;
+            // SAFETY: `addr` is a sockaddr_nl of the length given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&addr as *const libc::sockaddr_nl).cast(),
+                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                ) == 0
+            }
+        });
+        let epoll = epoll.filter(|ep| {
+            [&inotify, &netlink].iter().all(|fd| {
+                let Some(fd) = fd else { return false };
+                let mut ev = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: 0,
+                };
+                // SAFETY: both fds are open; `ev` is a valid epoll_event.
+                unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) == 0 }
+            })
+        });
+        Self {
+            fork_generation: crate::reactor::fork_generation(),
+            env,
+            paths,
+            ids,
+            epoll,
+            inotify,
+            netlink,
+            last_stat: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether anything watched changed since the last call (the watches are then renewed by
+    /// the caller, which builds a new `Watch`).
+    fn changed(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        if self.fork_generation != crate::reactor::fork_generation() {
+            return true; // the parent's inotify and netlink fds are shared with it: our own
+        }
+        if read_env() != self.env {
+            return true;
+        }
+        let Some(ep) = &self.epoll else {
+            // No inotify or netlink here: compare by stat each time, and treat interfaces as
+            // changed once per RESTAT_EVERY.
+            if self.last_stat.elapsed() >= RESTAT_EVERY {
+                return true;
+            }
+            return self.paths.iter().zip(&self.ids).any(|(p, id)| file_id(p) != *id);
+        };
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: `ep` is an open epoll fd and `ev` room for one event; timeout 0.
+        if unsafe { libc::epoll_wait(ep.as_raw_fd(), &mut ev, 1, 0) } != 0 {
+            return true;
+        }
+        if self.last_stat.elapsed() >= RESTAT_EVERY {
+            self.last_stat = std::time::Instant::now();
+            return self.paths.iter().zip(&self.ids).any(|(p, id)| file_id(p) != *id);
+        }
+        false
+    }
+}
+
+static WATCH: Mutex<Option<Watch>> = Mutex::new(None);
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The resolver's generation: a number that changes whenever something getaddrinfo's answer
+/// depends on, DNS aside, may have changed: the watched files (inotify, and `stat` once a
+/// second), the environment variables of WATCHED_ENV, the host's addresses, links and routes
+/// (netlink), or the process (fork). rose/_resolver.py keeps an answer only while the
+/// generation it was computed under stays current (and its TTL lasts).
+#[pyfunction]
+pub fn _dns_generation() -> u64 {
+    use std::sync::atomic::Ordering;
+    // No Python runs under the lock, and its holder never waits for the GIL.
+    let mut slot = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let changed = match slot.as_mut() {
+        None => true,
+        Some(w) => w.changed(),
+    };
+    if changed {
+        // Closing a forked parent's fds in the child leaves the parent's watches intact.
+        *slot = Some(Watch::new());
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
+    GENERATION.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -750,6 +750,13 @@ impl EventLoop {
         Self::spawn_future(slf, fut)
     }
 
+    /// The PTR names of the address `addr` with hickory on the loop's runtime: a future of
+    /// `(status, None, [name], ttl)` (see dns.rs; rose/_resolver.py makes getnameinfo's answer).
+    fn _dns_reverse(slf: &Bound<'_, Self>, addr: &str, resolv_conf: &str) -> PyResult<Py<PyAny>> {
+        let fut = crate::dns::reverse_output(slf.get().reactor(slf.py())?.resolvers(), resolv_conf, addr);
+        Self::spawn_future(slf, fut)
+    }
+
     /// Test hook (rose only, see bridge.rs): a future that a tokio sleep on the loop's runtime
     /// completes with `seconds`.
     fn _rust_sleep(slf: &Bound<'_, Self>, seconds: f64) -> PyResult<Py<PyAny>> {

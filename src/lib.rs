@@ -87,6 +87,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::_sock_try_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock::_sock_wait, m)?)?;
     m.add_function(wrap_pyfunction!(dns::_interface_addresses, m)?)?;
+    m.add_function(wrap_pyfunction!(dns::_dns_generation, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_set_threadsafe_handles, m)?)?;
     m.add_function(wrap_pyfunction!(_set_slow_callback_threshold, m)?)?;

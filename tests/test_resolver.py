@@ -34,6 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ZONE = [
     "--local=/test/",
+    # the reverse zones of the test's addresses: an unknown address there is NXDOMAIN
+    "--local=/100.51.198.in-addr.arpa/",
+    "--local=/8.b.d.0.1.0.0.2.ip6.arpa/",
     "--host-record=www.example.test,198.51.100.7,2001:db8::7",
     "--host-record=v4.example.test,198.51.100.9",
     "--host-record=v6.example.test,2001:db8::9",
@@ -179,10 +182,11 @@ def run(coro):
 """
 
 
-def in_namespace(impl, dns, body, conf, hosts=HOSTS, env=None, timeout=50, mounts=None):
+def in_namespace(impl, dns, body, conf, hosts=HOSTS, env=None, timeout=50, mounts=None, net=False):
     """Run `body` (after CHILD_PRELUDE) on `impl` in a mount namespace where `conf` and `hosts`
     are /etc/resolv.conf and /etc/hosts (and each of `mounts`, path: text, is that file);
-    return what it prints, decoded from JSON."""
+    return what it prints, decoded from JSON. `net`: in a network namespace of its own too
+    (only a loopback interface, down; no DNS server reachable)."""
     tmp = tempfile.mkdtemp(dir=dns["tmp"])
     files = {"/etc/resolv.conf": conf, "/etc/hosts": hosts, **(mounts or {})}
     paths = {}
@@ -204,7 +208,7 @@ def in_namespace(impl, dns, body, conf, hosts=HOSTS, env=None, timeout=50, mount
     child_env.pop("ROSE_HOSTS", None)
     child_env.update(env or {})
     proc = subprocess.run(
-        ["unshare", "-m", "--", "sh", "-c", script, "sh", sys.executable, paths["child.py"], impl],
+        ["unshare", "-m", *(["-n"] if net else []), "--", "sh", "-c", script, "sh", sys.executable, paths["child.py"], impl],
         capture_output=True,
         text=True,
         env=child_env,
@@ -424,26 +428,57 @@ def test_fork_child_resolves(impl, dns):
 
 
 def test_files_changed_are_reread(impl, dns):
-    """A changed hosts file and a changed resolv.conf (a new search domain) are noticed."""
+    """A changed hosts file and a changed resolv.conf (another search domain) are noticed by
+    the next lookup, with no pause: answers rose keeps in its cache (a DNS answer for its TTL,
+    a hosts-file answer) are not served once their files change."""
     conf = resolv_conf(dns, "search example.test")
-    body = """
+    other = resolv_conf(dns, "search other.test")
+    body = f"""
     loop = new_loop()
-    a = loop.run_until_complete(gai("only2", 0, family=socket.AF_INET, type=socket.SOCK_STREAM))
-    b = loop.run_until_complete(gai("newname", 0, family=socket.AF_INET, type=socket.SOCK_STREAM))
-    with open("/etc/resolv.conf", "a") as f:
-        f.write("search other.test\\n")
+    q = lambda n: loop.run_until_complete(gai(n, 0, family=socket.AF_INET, type=socket.SOCK_STREAM))
+    before = [q(n) for n in ("only2", "newname", "www", "v4file", "v4file")]
+    with open("/etc/resolv.conf", "w") as f:
+        f.write({other!r})
     with open("/etc/hosts", "a") as f:
-        f.write("198.51.100.98 newname\\n")
-    time.sleep(0.01)
-    c = loop.run_until_complete(gai("only2", 0, family=socket.AF_INET, type=socket.SOCK_STREAM))
-    d = loop.run_until_complete(gai("newname", 0, family=socket.AF_INET, type=socket.SOCK_STREAM))
+        f.write("198.51.100.98 newname\\n10.9.8.8 v4file\\n")
+    after = [q(n) for n in ("only2", "newname", "www", "v4file")]
     loop.close()
-    print(json.dumps([a, b, c, d]))
+    print(json.dumps([before, after]))
     """
-    (a, b, c, d), _ = in_namespace(impl, dns, body, conf)
-    assert a[0] == b[0] == "gaierror"
-    assert c == [[AF_INET, STREAM, 6, "", ["198.51.100.12", 0]]]
-    assert d == [[AF_INET, STREAM, 6, "", ["198.51.100.98", 0]]]
+    (before, after), _ = in_namespace(impl, dns, body, conf)
+    assert before[0][0] == before[1][0] == "gaierror"
+    assert before[2] == [[AF_INET, STREAM, 6, "", ["198.51.100.7", 0]]]
+    assert before[3] == before[4] == [[AF_INET, STREAM, 6, "", ["10.9.8.7", 0]]]
+    assert after[0] == [[AF_INET, STREAM, 6, "", ["198.51.100.12", 0]]]
+    assert after[1] == [[AF_INET, STREAM, 6, "", ["198.51.100.98", 0]]]
+    assert after[2][0] == "gaierror"
+    assert sorted(a[4][0] for a in after[3]) == ["10.9.8.7", "10.9.8.8"]
+
+
+def test_interface_changes_are_seen(impl, dns):
+    """glibc orders several addresses by the routes and source addresses the host has now
+    (RFC 3484): when interfaces or routes change, the next lookup follows, although rose keeps
+    the earlier answer in its cache. In a network namespace of its own, whose loopback goes up
+    and then gets an address of a documentation network."""
+    hosts = "198.51.100.200 dual\n2001:db8::5 dual\n127.0.0.1 dual\n::1 dual\n"
+    body = """
+    import subprocess
+    loop = new_loop()
+    q = lambda: loop.run_until_complete(gai("dual", 80, type=socket.SOCK_STREAM))
+    w = lambda: sysgai("dual", 80, type=socket.SOCK_STREAM)
+    got = [(q(), q(), w())]
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    got.append((q(), q(), w()))
+    subprocess.run(["ip", "addr", "add", "198.51.100.1/24", "dev", "lo"], check=True)
+    got.append((q(), q(), w()))
+    loop.close()
+    print(json.dumps(got))
+    """
+    got, _ = in_namespace(impl, dns, body, resolv_conf(dns), hosts=hosts, net=True)
+    for first, again, want in got:
+        assert first == again == want
+    orders = [[a[4][0] for a in want] for _, _, want in got]
+    assert orders[0] != orders[1] != orders[2], orders
 
 
 def test_many_concurrent_lookups(impl, dns):
@@ -586,14 +621,30 @@ NAMEINFO_CASES = [
     (("127.0.0.1", 80), NI | socket.NI_NAMEREQD),
     (("not an address", 80), NI),
     (("127.0.0.1",), NI),
+    # reverse lookups: the hosts file, then DNS (dnsmasq's PTR records of its host records)
     (("127.0.0.1", 80), 0),
     (("198.51.100.9", 80), socket.NI_NUMERICSERV),
+    (("198.51.100.7", 443), 0),
+    (("2001:db8::9", 53, 0, 0), socket.NI_DGRAM),
+    (("::1", 22, 0, 0), 0),
+    (("198.51.100.50", 80), socket.NI_NAMEREQD),
+    (("fd00::77", 80, 0, 0), 0),
+    (("10.9.8.7", 80), socket.NI_NUMERICSERV | socket.NI_NAMEREQD),
+    (("198.51.100.12", 80), socket.NI_NAMEREQD),
+    (("198.51.100.200", 80), 0),
+    (("198.51.100.200", 80), socket.NI_NAMEREQD),
+    (("2001:db8::77", 80, 0, 0), 0),
+    (("2001:db8::77", 80, 0, 0), socket.NI_NAMEREQD),
+    (("::ffff:198.51.100.9", 80, 0, 0), 0),
+    (("fe80::1", 22, 0, 1), 0),
+    (("198.51.100.9", 80), socket.NI_NOFQDN),
 ]
 
 
 def test_getnameinfo_against_glibc(impl, dns):
-    """loop.getnameinfo == socket.getnameinfo; the numeric ones run inline on rose (no
-    thread), the reverse lookups on asyncio's path."""
+    """loop.getnameinfo == socket.getnameinfo: the numeric ones inline on rose, the reverse
+    lookups (hosts file, then PTR with hickory) with no thread; scoped and v4-mapped
+    addresses and NI_NOFQDN on asyncio's path."""
     body = """
     cases = CASES
     async def main():
@@ -610,12 +661,24 @@ def test_getnameinfo_against_glibc(impl, dns):
                 want = enc(exc)
             out.append([got, want])
         return out
-    print(json.dumps(run(main())))
+    own = [c for c in cases if not c[1] & socket.NI_NOFQDN and c[0][0] != "fe80::1" and "ffff" not in c[0][0]]
+    async def threads():
+        loop = asyncio.get_running_loop()
+        for sockaddr, flags in own:
+            try:
+                await loop.getnameinfo(sockaddr, flags)
+            except Exception:
+                pass  # compared with glibc above
+        return threading.active_count()
+    print(json.dumps([run(main()), run(threads())]))
     """.replace("CASES", repr(NAMEINFO_CASES))
-    results, _ = in_namespace(impl, dns, body, resolv_conf(dns))
+    (results, threads), _ = in_namespace(impl, dns, body, resolv_conf(dns))
     mismatches = [(c, g, w) for c, (g, w) in zip(NAMEINFO_CASES, results, strict=True) if g != w]
     assert not mismatches, mismatches
     assert results[0][1] == ["127.0.0.1", "http"]
+    assert results[NAMEINFO_CASES.index((("198.51.100.9", 80), socket.NI_NUMERICSERV))][1] == ["v4.example.test", "80"]
+    if impl == "rose":
+        assert threads == 1  # no executor thread was started
 
 
 @pytest.mark.parametrize("rotate", [False, True], ids=["in-order", "rotate"])

@@ -31,7 +31,7 @@ SID = while mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(st
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug pyo3-async-ext integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls lint \
+	test-debug pyo3-async-ext integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls bench-bridge lint \
 	stubtest dev-deps clean
 
 help:  ## list the targets
@@ -165,6 +165,10 @@ bench-rss: release  ## RSS per idle connection with 5,000 connections open
 bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TLS)
 	$(PYTHON) -m pip install -q uvloop rloop trustme
 	$(PYTHON) benchmarks/tls_echo.py
+
+bench-bridge: release pyo3-async-ext  ## await of a completed Rust future: rose's bridge, RoseRuntime, pyo3-async-runtimes' tokio path
+	$(PYTHON) -m pip install -q uvloop
+	$(PYTHON) benchmarks/bridge.py
 
 dev-deps:  ## what lint, stubtest and the typing test use (the dev extra), for PYTHON
 	$(PYTHON) -m pip install -q $(call extra,dev)

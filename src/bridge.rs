@@ -199,8 +199,8 @@ pub fn sleep(seconds: f64) -> PyResult<impl std::future::Future<Output = Output>
 
 /// Test hook (rose only): an already-complete future resolving to `value` (the benchmark of
 /// awaiting a Rust future, benchmarks/bridge.py).
-pub fn ready(value: Py<PyAny>) -> impl std::future::Future<Output = Output> + Send + 'static {
-    async move { Box::new(move |_py: Python<'_>| Ok(value)) as Output }
+pub async fn ready(value: Py<PyAny>) -> Output {
+    Box::new(move |_py: Python<'_>| Ok(value))
 }
 
 /// Test hook (rose only): a future that fails with `OSError(errno, strerror)` after a tokio

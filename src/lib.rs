@@ -3,7 +3,6 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod async_runtime;
 mod bridge;
 mod clock;
 mod dns;

@@ -404,6 +404,7 @@ impl Watch {
         let ids = paths.iter().map(|p| file_id(p)).collect();
         // SAFETY: plain syscalls with constant arguments.
         let epoll = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) });
+        // SAFETY: as above, constant flags and no pointers.
         let inotify = cvt(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) });
         if let Some(fd) = &inotify {
             let file_mask =

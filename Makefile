@@ -31,7 +31,7 @@ SID = while mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(st
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls bench-dns lint \
+	test-debug pyo3-async-ext integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls bench-dns bench-bridge lint \
 	stubtest dev-deps clean
 
 help:  ## list the targets
@@ -58,7 +58,7 @@ test-3.11:  ## everything on CPython 3.11 (this machine's python3.11)
 test-3.13: .venv/3.13/bin/python  ## everything on CPython 3.13 (built by cpython.sh if missing)
 	$(MAKE) check PYTHON=.venv/3.13/bin/python
 
-test-3.14 test-3.15: test-%:  ## everything on CPython 3.14 / 3.15 (in the sid chroot of sid.sh)
+test-3.14 test-3.15: test-%: pyo3-async-ext  ## everything on CPython 3.14 / 3.15 (in the sid chroot of sid.sh)
 	$(SID) sh -c '[ -x .venv/$*/bin/python ] || python$* -m venv .venv/$*; \
 	  exec make check PYTHON=.venv/$*/bin/python'
 
@@ -70,13 +70,26 @@ check: test-rust dev stubtest test-python test-debug integration tulip tulip-std
 test-rust:  ## Rust unit tests (pure-Rust parts)
 	cargo test $(CARGO_FLAGS) --lib
 
-test-python: services  ## pytest: every test on rose and on stdlib asyncio (tests/test_resolver.py runs dnsmasq)
+test-python: services pyo3-async-ext  ## pytest: every test on rose and on stdlib asyncio (tests/test_resolver.py runs dnsmasq)
 	$(PYTHON) -m pytest tests -q --ignore=tests/integration
 
 # tests/test_resolver.py runs each scenario in a child process without PYTHONASYNCIODEBUG (on
 # rose, debug mode keeps asyncio's executor path): in debug mode it would repeat the normal run.
-test-debug:  ## pytest again with PYTHONASYNCIODEBUG=1
+test-debug: pyo3-async-ext  ## pytest again with PYTHONASYNCIODEBUG=1
 	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q --ignore=tests/integration --ignore=tests/test_resolver.py
+
+# The test extension of tests/test_pyo3_async.py, written against pyo3-async-runtimes' tokio
+# runtime: abi3, so one build serves every Python (the rule reruns only when its sources change).
+# test-3.14/3.15 build it on the host first: a build in the sid chroot would link sid's newer
+# glibc, which the host's Pythons could not load.
+PYO3_ASYNC_EXT := tests/pyo3_async_ext/build/rose_pyo3_async_test.abi3.so
+
+pyo3-async-ext: $(PYO3_ASYNC_EXT)  ## the test extension on pyo3-async-runtimes' tokio runtime (abi3: one build for every Python)
+
+$(PYO3_ASYNC_EXT): tests/pyo3_async_ext/Cargo.toml tests/pyo3_async_ext/Cargo.lock $(wildcard tests/pyo3_async_ext/src/*.rs)
+	cargo build --manifest-path tests/pyo3_async_ext/Cargo.toml --release --locked --target-dir target/pyo3_async_ext
+	mkdir -p $(@D)
+	cp target/pyo3_async_ext/release/librose_pyo3_async_test.so $@.$$$$.tmp && mv -f $@.$$$$.tmp $@
 
 integration: services  ## real frameworks and real servers (PostgreSQL, Redis) on rose and on stdlib (tests/integration)
 	$(PYTHON) -m pip install -q $(call extra,integration)
@@ -159,6 +172,10 @@ bench-dns: release  ## 1000 concurrent getaddrinfo against a local dnsmasq, and 
 	[ -x /usr/sbin/dnsmasq ] || { apt-get update -qq && apt-get install -y -qq --no-install-recommends dnsmasq-base; }
 	$(PYTHON) -m pip install -q uvloop aiohttp aiodns
 	$(PYTHON) benchmarks/dns.py
+
+bench-bridge: release pyo3-async-ext  ## await of a completed Rust future: rose's bridge, RoseRuntime, pyo3-async-runtimes' tokio path
+	$(PYTHON) -m pip install -q uvloop
+	$(PYTHON) benchmarks/bridge.py
 
 dev-deps:  ## what lint, stubtest and the typing test use (the dev extra), for PYTHON
 	$(PYTHON) -m pip install -q $(call extra,dev)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from asyncio import base_events, format_helpers, futures
 
 from . import _compat
@@ -79,8 +80,14 @@ def _debug_check(loop, method, callback, check_thread):
 
 
 def _extract_stack():
-    """The stack of whoever called the loop method (the compiled method has no frame)."""
-    return format_helpers.extract_stack(sys._getframe(1))
+    """The stack of whoever called the loop method (the compiled method has no frame).
+
+    A native thread calling in has no Python frame at all (pyo3-async-runtimes' tokio runtime
+    calls ``call_soon_threadsafe`` from a blocking-pool thread): an empty stack then."""
+    caller = sys._getframe(0).f_back
+    if caller is None:
+        return traceback.StackSummary()
+    return format_helpers.extract_stack(caller)
 
 
 def _notable_callback(loop, handle, ns, slow):

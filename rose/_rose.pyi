@@ -116,6 +116,27 @@ class EventLoop:
         """Test hook: a future a tokio sleep on the loop's runtime completes with `seconds`."""
     def _rust_fail(self, seconds: float, errno: int) -> Any:
         """Test hook: a future failed with `OSError(errno)` after a tokio sleep of `seconds`."""
+    def _rust_ready(self, value: Any) -> Any:
+        """Test hook: an already-complete Rust future through rose's own bridge, resolving to
+        `value` (benchmarks/bridge.py)."""
+    # Test hooks of pyo3-async-runtimes on rose (src/async_runtime.rs): each returns the future
+    # of `generic::future_into_py::<RoseRuntime, _, _>`, spawned on the *running* rose loop
+    # (whichever loop the method is called on); RuntimeError("no running rose event loop")
+    # where none runs on this thread.
+    def _pyo3_async_sleep(self, seconds: float) -> Any:
+        """Test hook: a tokio sleep of `seconds` on the loop's runtime, resolving to `seconds`."""
+    def _pyo3_async_ready(self, value: Any) -> Any:
+        """Test hook: an already-complete Rust future resolving to `value`."""
+    def _pyo3_async_await(self, awaitable: Any) -> Any:
+        """Test hook: Rust awaits `awaitable` (through `into_future`) and resolves to its result."""
+    def _pyo3_async_current_loop(self) -> Any:
+        """Test hook: resolves to the loop `get_current_loop` gives inside the Rust future."""
+    def _pyo3_async_thread_ident(self) -> Any:
+        """Test hook: resolves to `threading.get_ident()` of the thread that polled the Rust
+        future."""
+    @staticmethod
+    def _pyo3_async_live() -> int:
+        """Test hook: how many `_pyo3_async_sleep` Rust futures are alive (process-wide)."""
     def _close(self) -> None: ...
     def _metrics(self) -> dict[str, Any]:
         """The counters of `loop.metrics()` (rose/loop.py makes them a `LoopMetrics`)."""

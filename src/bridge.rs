@@ -197,6 +197,12 @@ pub fn sleep(seconds: f64) -> PyResult<impl std::future::Future<Output = Output>
     })
 }
 
+/// Test hook (rose only): an already-complete future resolving to `value` (the benchmark of
+/// awaiting a Rust future, benchmarks/bridge.py).
+pub async fn ready(value: Py<PyAny>) -> Output {
+    Box::new(move |_py: Python<'_>| Ok(value))
+}
+
 /// Test hook (rose only): a future that fails with `OSError(errno, strerror)` after a tokio
 /// sleep of `seconds`.
 pub fn fail(seconds: f64, errno: i32) -> PyResult<impl std::future::Future<Output = Output> + Send + 'static> {

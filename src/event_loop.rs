@@ -768,6 +768,40 @@ impl EventLoop {
         Self::spawn_future(slf, bridge::fail(seconds, errno)?)
     }
 
+    /// Test hook (rose only): an already-complete Rust future through rose's own bridge,
+    /// resolving to `value`.
+    fn _rust_ready(slf: &Bound<'_, Self>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Self::spawn_future(slf, bridge::ready(value))
+    }
+
+    /// Test hooks (rose only) of pyo3-async-runtimes on rose (async_runtime.rs): each is
+    /// `generic::future_into_py::<RoseRuntime, _, _>` of a Rust future, spawned on the running
+    /// rose loop (whichever loop the method is called on).
+    fn _pyo3_async_sleep<'py>(&self, py: Python<'py>, seconds: f64) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_runtime::sleep(py, seconds)
+    }
+
+    fn _pyo3_async_ready<'py>(&self, py: Python<'py>, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_runtime::ready(py, value)
+    }
+
+    fn _pyo3_async_await<'py>(&self, awaitable: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_runtime::await_awaitable(awaitable)
+    }
+
+    fn _pyo3_async_current_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_runtime::current_loop(py)
+    }
+
+    fn _pyo3_async_thread_ident<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_runtime::thread_ident(py)
+    }
+
+    #[staticmethod]
+    fn _pyo3_async_live() -> usize {
+        crate::async_runtime::live()
+    }
+
     /// asyncio's `_check_closed()`, called by most loop methods (a C call, not a Python frame).
     fn _check_closed(&self) -> PyResult<()> {
         self.check_closed()
@@ -1040,6 +1074,8 @@ impl EventLoop {
     /// bookkeeping.
     fn _run_forever_inner(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
+        // pyo3-async-runtimes' `RoseRuntime` spawns on this loop's runtime while it runs.
+        let _entered = crate::async_runtime::enter(this.reactor(slf.py())?.handle());
         this.running_since.store(monotonic_ns(), Ordering::Relaxed);
         let result = loop {
             if let Err(e) = Self::run_once(slf) {

@@ -3,6 +3,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod async_runtime;
 mod bridge;
 mod clock;
 mod dns;

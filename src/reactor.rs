@@ -182,6 +182,12 @@ impl Reactor {
             .abort_handle()
     }
 
+    /// A handle to this runtime, for `RoseRuntime` (async_runtime.rs) to spawn on while the loop
+    /// runs. Spawning through it is the same as `spawn` without the completion queue.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.handle().clone()
+    }
+
     /// The queue finished tasks push into (drained by the loop with the GIL held).
     pub fn completions(&self) -> &Arc<Completions> {
         &self.completions

@@ -4,7 +4,9 @@
 //! - A spawned future's output is an `Output`: a `Send` closure that builds the Python result
 //!   (or exception) when called with the GIL. No Python object is touched inside the tokio task;
 //!   the closure runs on the loop thread, in the run step's poll phase.
-//! - The task pushes `(id, Output)` into the reactor's `Completions` and ends the park
+//! - A future is polled once where it is made (reactor.rs `spawn`): one that is ready at once
+//!   resolves its asyncio future before `spawn_future` returns, so awaiting it never yields.
+//! - Otherwise its task pushes `(id, Output)` into the reactor's `Completions` and ends the park
 //!   (`EV_DONE`); `drain` (GIL held) hands each output to the future registered under its id
 //!   in `Pending`, unless that future is already done (cancelled).
 //! - Cancelling the future runs its done-callback `Canceller`, which aborts the tokio task and
@@ -148,7 +150,7 @@ pub fn drain(py: Python<'_>, pending: &Pending, completions: &Completions) -> Py
     first_err.map_or(Ok(()), Err)
 }
 
-fn deliver(py: Python<'_>, fut: Bound<'_, PyAny>, out: Output) -> PyResult<()> {
+pub fn deliver(py: Python<'_>, fut: Bound<'_, PyAny>, out: Output) -> PyResult<()> {
     if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
         return Ok(()); // cancelled; its Canceller has not run yet
     }

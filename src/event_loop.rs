@@ -34,7 +34,7 @@ use crate::errors::{io_error, loop_closed, py_helper, reactor_busy};
 use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
 use crate::metrics::{threshold_ns, Kind, Phase, Stats, BUCKETS, CALLBACK_TIMING, SLOW_THRESHOLD_NS};
-use crate::reactor::{fork_generation, Reactor, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
+use crate::reactor::{fork_generation, Reactor, Spawned, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
 use crate::selector::{Selector, Watchers};
 use crate::timers::TimerHeap;
 
@@ -125,9 +125,13 @@ impl EventLoop {
         let this = slf.get();
         let future = slf.call_method0(pyo3::intern!(py, "create_future"))?;
         let id = this.pending.next_id();
-        let abort = this.reactor(py)?.spawn(id, fut);
-        this.pending
-            .attach(&future, id, abort, fork_generation(), fork_generation)?;
+        let spawned = this.reactor(py)?.spawn(id, fut);
+        match spawned {
+            Spawned::Running(abort) => this
+                .pending
+                .attach(&future, id, abort, fork_generation(), fork_generation)?,
+            Spawned::Ready(out) => bridge::deliver(py, future.clone(), out)?,
+        }
         Ok(future.unbind())
     }
 

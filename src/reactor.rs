@@ -113,6 +113,14 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }
 
+/// What `Reactor::spawn` did with a future.
+pub enum Spawned {
+    /// It was ready on its first poll: here is its output, for the caller to deliver now.
+    Ready(Output),
+    /// It runs as a task on the runtime; its output will come through the completion queue.
+    Running(AbortHandle),
+}
+
 pub struct Reactor {
     rt: Runtime,
     timer: AsyncFd<OwnedFd>,
@@ -167,19 +175,33 @@ impl Reactor {
         self.generation != fork_generation()
     }
 
-    /// Spawn `fut` on this runtime; its output is queued for the loop thread under `id`.
-    /// Nothing runs before the loop next polls the runtime.
-    pub fn spawn<F>(&self, id: u64, fut: F) -> AbortHandle
+    /// Poll `fut` once, inline, in this runtime's context: a future that is ready at once (an
+    /// already-completed value, an answer from a cache) gives its output back with no task, no
+    /// queue and no loop iteration. Otherwise it is spawned here, already started (a lookup has
+    /// sent its query), and its output is queued for the loop thread under `id`; the rest runs
+    /// when the loop next polls the runtime. The inline poll's waker is a no-op: the task's
+    /// first poll registers the real one, as a future must honour the latest waker only.
+    pub fn spawn<F>(&self, id: u64, fut: F) -> Spawned
     where
         F: Future<Output = Output> + Send + 'static,
     {
+        let mut fut = Box::pin(fut);
+        {
+            let _enter = self.rt.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return Spawned::Ready(out);
+            }
+        }
         let completions = Arc::clone(&self.completions);
-        self.rt
+        let abort = self
+            .rt
             .spawn(async move {
                 let out = fut.await;
                 completions.push(id, out);
             })
-            .abort_handle()
+            .abort_handle();
+        Spawned::Running(abort)
     }
 
     /// A handle to this runtime, for `RoseRuntime` (async_runtime.rs) to spawn on while the loop

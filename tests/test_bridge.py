@@ -207,3 +207,29 @@ def test_fork_child_gets_fresh_runtime(impl, loop_factory):
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             assert runner.run(parent()) == (0.2, 0)
+
+
+def test_ready_at_once_resolves_before_return(impl, loop_factory):
+    """A Rust future that is ready on its first poll resolves its asyncio future before the
+    call returns: awaiting it does not yield to the loop. On stdlib the same expectation holds
+    for a future whose result is set before it is awaited."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        if impl == "rose":
+            fut = loop._rust_ready(0.0)  # an async block that returns at once
+        else:
+            fut = loop.create_future()
+            fut.set_result(0.0)
+        ran = []
+        loop.call_soon(ran.append, 1)
+        done_now = fut.done()
+        result = await fut
+        return done_now, result, list(ran)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        done_now, result, ran = runner.run(main())
+    assert done_now
+    assert result == 0.0
+    assert ran == []  # the await did not yield
+

@@ -99,13 +99,13 @@ integration: services  ## real frameworks and real servers (PostgreSQL, Redis) o
 # the packages from starting theirs (a chroot has no init to stop them). Check-Valid-Until=false:
 # sid's Release file can be past its Valid-Until on a machine whose clock runs ahead. Without
 # recommends: they pull in an MTA (exim4), whose configuration fails in the chroot.
-services:  ## Debian's postgresql and redis-server for the integration tier, dnsmasq for the resolver tests (installed when missing)
+services:  ## Debian's postgresql and redis-server for the integration tier, dnsmasq and iproute2 (`ip`) for the resolver tests (installed when missing)
 	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-	    || ! [ -x /usr/sbin/dnsmasq ]; then \
+	    || ! [ -x /usr/sbin/dnsmasq ] || ! command -v ip >/dev/null; then \
 	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; fi; \
 	  apt-get -o Acquire::Check-Valid-Until=false update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server dnsmasq-base >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql redis-server dnsmasq-base iproute2 >/dev/null; \
 	  rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; fi
 	@# PostgreSQL runs as the postgres user, who must be able to reach its binaries from /; the
 	@# root of sid.sh's chroot is made by mktemp -d, mode 700: give it the usual 755.

@@ -61,6 +61,10 @@ ROOT = HERE.parent
 SCRIPT = str(Path(__file__).resolve())
 sys.path.insert(0, str(HERE))
 from micro import STDERR_KEPT, comma_list, log, machine_info, machine_summary, save_results  # noqa: E402
+from udp_subprocess import rose_build  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+import dnsmasq  # noqa: E402  (tests/dnsmasq.py: the tests' dnsmasq, on a free loopback address)
 
 LOOPS = ("asyncio", "uvloop", "aiodns", "rose")
 EXECUTOR_LOOPS = ("asyncio", "uvloop")
@@ -257,66 +261,30 @@ def child_main(args: list[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def free_loopback() -> str:
-    """A 127.53.x.y whose port 53 is free for UDP and TCP."""
-    for _ in range(50):
-        addr = f"127.53.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-                u.bind((addr, 53))
-                t.bind((addr, 53))
-        except OSError:
-            continue
-        return addr
-    raise RuntimeError("no free loopback address for port 53")
-
-
 class Dnsmasq:
     """dnsmasq on port 53 of a free loopback address, answering *.bench.test; the resolv.conf
     and hosts file that the children see."""
 
     def __init__(self, core: int | None):
         self.tmp = tempfile.mkdtemp(prefix="rose-dnsbench-")
-        self.addr = free_loopback()
-        binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-        if not os.path.exists(binary):
-            raise SystemExit("dnsmasq is missing: `make services` installs it (Debian's dnsmasq-base)")
+        self.addr = dnsmasq.free_loopback()
         self.resolv_conf = os.path.join(self.tmp, "resolv.conf")
         self.hosts = os.path.join(self.tmp, "hosts")
         with open(self.resolv_conf, "w") as f:
             f.write(f"nameserver {self.addr}\n")
         with open(self.hosts, "w") as f:
             f.write(HOSTS)
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--port=53",
-                f"--listen-address={self.addr}",
-                "--bind-interfaces",
-                "--user=root",
-                f"--pid-file={os.path.join(self.tmp, 'dnsmasq.pid')}",
+        try:
+            self.proc = dnsmasq.start(
+                self.addr,
                 f"--address=/{ZONE}/{ANSWER}",
                 "--local-ttl=300",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+                pid_file=os.path.join(self.tmp, "dnsmasq.pid"),
+            )
+        except dnsmasq.DnsmasqError as e:
+            raise SystemExit(str(e)) from None
         if core is not None:
             os.sched_setaffinity(self.proc.pid, {core})
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"dnsmasq exited: {self.proc.stderr.read().decode()}")
-            with socket.socket() as s:
-                if s.connect_ex((self.addr, 53)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("dnsmasq did not start")
-            time.sleep(0.02)
 
     def version(self) -> str:
         out = subprocess.run([self.proc.args[0], "--version"], capture_output=True, text=True).stdout
@@ -338,15 +306,7 @@ class Dnsmasq:
         return int(fields[11]) + int(fields[12])  # utime + stime
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        dnsmasq.stop(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -407,26 +367,6 @@ def preflight(dns: Dnsmasq) -> None:
     conf, addr = json.loads(proc.stdout)
     if conf.split() != ["nameserver", dns.addr] or tuple(addr) != (ANSWER, PORT):
         raise SystemExit(f"the namespace check failed: resolv.conf {conf!r}, answer {addr!r}")
-
-
-def rose_build() -> dict:
-    info: dict = {}
-    try:
-        git = ["git", "-C", str(ROOT)]
-        info["commit"] = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--", "rose", "src", "Cargo.toml"], capture_output=True, text=True, check=True
-        ).stdout
-        info["dirty"] = bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    extensions = sorted((ROOT / "rose").glob("_rose*.so"))
-    if extensions:
-        built = dt.datetime.fromtimestamp(extensions[0].stat().st_mtime, dt.UTC)
-        info["extension_built"] = built.isoformat(timespec="seconds")
-    return info
 
 
 METRICS = (

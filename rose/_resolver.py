@@ -399,7 +399,7 @@ def _environment(generation):
 # (src/dns.rs `_dns_generation`: files, environment, interfaces, routes, fork) and its DNS
 # records' TTL lasts; hosts-file answers last until a generation change. Negative answers are
 # not kept here: hickory's cache keeps them for at most 2 seconds (src/dns.rs NEGATIVE_TTL).
-_CACHE = {}
+_CACHE: dict[tuple, tuple[int, float, tuple]] = {}
 _CACHE_SIZE = 1024
 _FOREVER = float("inf")
 _IFACES = (None, None)

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
+import dnsmasq
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,75 +64,33 @@ fd00::77 v6file
 """
 
 
-def _free_loopback():
-    """A 127.53.x.y whose port 53 is free for UDP and TCP."""
-    for _ in range(50):
-        addr = f"127.53.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-                u.bind((addr, 53))
-                t.bind((addr, 53))
-        except OSError:
-            continue
-        return addr
-    raise RuntimeError("no free loopback address for port 53")
-
-
 @pytest.fixture(scope="module")
 def dns():
     """dnsmasq on port 53 of a free loopback address, and a silent server (a UDP socket that
     never answers) on another; the test's hosts file and resolv.conf beside them."""
-    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-    if not os.path.exists(dnsmasq):
-        pytest.fail("dnsmasq is missing: `make services` installs it (Debian's dnsmasq-base)", pytrace=False)
     tmp = tempfile.mkdtemp(prefix="rose-dns-")
-    addr = _free_loopback()
-    with open(os.path.join(tmp, "zone.hosts"), "w") as f:
-        f.write("\n".join(BIG + MULTI) + "\n")
-    proc = subprocess.Popen(
-        [
-            dnsmasq,
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--port=53",
-            f"--listen-address={addr}",
-            "--bind-interfaces",
-            "--user=root",
-            f"--pid-file={os.path.join(tmp, 'dnsmasq.pid')}",
+    try:
+        addr = dnsmasq.free_loopback()
+        with open(os.path.join(tmp, "zone.hosts"), "w") as f:
+            f.write("\n".join(BIG + MULTI) + "\n")
+        proc = dnsmasq.start(
+            addr,
             f"--addn-hosts={os.path.join(tmp, 'zone.hosts')}",
             "--local-ttl=60",
             *ZONE,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    silent_addr = _free_loopback()
+            pid_file=os.path.join(tmp, "dnsmasq.pid"),
+        )
+    except dnsmasq.DnsmasqError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        pytest.fail(str(e), pytrace=False)
+    silent_addr = dnsmasq.free_loopback()
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind((silent_addr, 53))
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dnsmasq exited: {proc.stderr.read().decode()}", pytrace=False)
-            with socket.socket() as s:
-                if s.connect_ex((addr, 53)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("dnsmasq did not start", pytrace=False)
-            time.sleep(0.02)
         yield {"addr": addr, "silent": silent_addr, "tmp": tmp}
     finally:
         silent.close()
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        dnsmasq.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -549,38 +505,12 @@ def test_system_opt_out_and_nsswitch_fallback(impl, dns):
 @pytest.fixture
 def own_dns(dns):
     """A dnsmasq of this test's own (60 s TTLs), which the test may stop; stopped by pid."""
-    addr = _free_loopback()
-    proc = subprocess.Popen(
-        [
-            shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--port=53",
-            f"--listen-address={addr}",
-            "--bind-interfaces",
-            "--user=root",
-            "--pid-file=",
-            "--local-ttl=60",
-            *ZONE,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    addr = dnsmasq.free_loopback()
+    proc = dnsmasq.start(addr, "--local-ttl=60", *ZONE, quiet=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex((addr, 53)) == 0:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, "dnsmasq did not start"
-            time.sleep(0.02)
         yield addr, proc.pid
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        dnsmasq.stop(proc)
 
 
 def test_cache_keeps_answers_for_their_ttl(impl, dns, own_dns):

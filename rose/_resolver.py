@@ -257,12 +257,12 @@ def _scope(family, packed):
     return 14
 
 
-def _interfaces():
+def _interfaces(generation):
     """{(family, packed address): (prefixlen, flags)} of this host's addresses (glibc's
     __check_pf list), plus whether it has non-loopback IPv4 and IPv6 addresses. Read again
-    when the resolver's generation changes (netlink reports address changes)."""
+    when the resolver's generation (the caller's, from `_generation()`) changes: netlink
+    reports address changes."""
     global _IFACES
-    generation = _generation()
     if _IFACES[0] != generation:
         _IFACES = (generation, _read_interfaces())
     return _IFACES[1]
@@ -301,9 +301,9 @@ def _source(family, text, port):
         s.close()
 
 
-def _sort(addrs, port):
+def _sort(addrs, port, generation):
     """glibc's rfc3484_sort over [(family, text)] (stable: rule 10 keeps the input order)."""
-    table, _, _ = _interfaces()
+    table, _, _ = _interfaces(generation)
     info = []
     for index, (family, text) in enumerate(addrs):
         packed = socket.inet_pton(family, text)
@@ -602,7 +602,7 @@ async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
     if overridden:
         raise _Fallback  # glibc's own overrides of resolv.conf
     if flags & _AI_ADDRCONFIG:
-        _, seen4, seen6 = _interfaces()
+        _, seen4, seen6 = _interfaces(generation)
         if not (seen4 and seen6):
             raise _Fallback
 
@@ -620,7 +620,7 @@ async def getaddrinfo(loop, host, port, family=0, type=0, proto=0, flags=0):
     if len(addrs) > 1:
         # glibc connects to each result's sockaddr, with the service's port.
         first = _expand(addrs[:1], canon, port, type, proto, flags)
-        addrs = _sort(addrs, first[0][4][1] if first else 0)
+        addrs = _sort(addrs, first[0][4][1] if first else 0, generation)
     result = _expand(addrs, canon, port, type, proto, flags)
     if ttl > 0:
         _remember(key, generation, ttl, result)

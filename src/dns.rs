@@ -277,6 +277,26 @@ pub fn reverse_output(
     }
 }
 
+/// The address bytes of an AF_INET or AF_INET6 sockaddr (network order); None for others.
+///
+/// # Safety
+/// `sa` points to a valid sockaddr of `family`'s size.
+unsafe fn packed(sa: *const libc::sockaddr, family: i32) -> Option<Vec<u8>> {
+    match family {
+        libc::AF_INET => {
+            // SAFETY: the caller's promise: a sockaddr_in for AF_INET.
+            let sin = unsafe { &*(sa as *const libc::sockaddr_in) };
+            Some(sin.sin_addr.s_addr.to_ne_bytes().to_vec())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the caller's promise: a sockaddr_in6 for AF_INET6.
+            let sin6 = unsafe { &*(sa as *const libc::sockaddr_in6) };
+            Some(sin6.sin6_addr.s6_addr.to_vec())
+        }
+        _ => None,
+    }
+}
+
 /// This host's interface addresses: `[(family, packed address, prefix length)]`, from
 /// getifaddrs (what glibc's RFC 3484 sort and AI_ADDRCONFIG learn from netlink).
 #[pyfunction]
@@ -297,37 +317,16 @@ pub fn _interface_addresses(py: Python<'_>) -> PyResult<Vec<(i32, Py<pyo3::types
         }
         // SAFETY: a non-null ifa_addr points to a sockaddr of at least its family's size.
         let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        let (addr, mask): (Vec<u8>, Vec<u8>) = match family {
-            libc::AF_INET => {
-                // SAFETY: family AF_INET: the sockaddr is a sockaddr_in (the mask too, if any).
-                let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                let m = if ifa.ifa_netmask.is_null() {
-                    vec![0; 4]
-                } else {
-                    // SAFETY: as above, for the netmask of an AF_INET address.
-                    unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) }
-                        .sin_addr
-                        .s_addr
-                        .to_ne_bytes()
-                        .to_vec()
-                };
-                (a.sin_addr.s_addr.to_ne_bytes().to_vec(), m)
-            }
-            libc::AF_INET6 => {
-                // SAFETY: family AF_INET6: the sockaddr is a sockaddr_in6 (the mask too, if any).
-                let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                let m = if ifa.ifa_netmask.is_null() {
-                    vec![0; 16]
-                } else {
-                    // SAFETY: as above, for the netmask of an AF_INET6 address.
-                    unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in6) }
-                        .sin6_addr
-                        .s6_addr
-                        .to_vec()
-                };
-                (a.sin6_addr.s6_addr.to_vec(), m)
-            }
-            _ => continue,
+        // SAFETY: ifa_addr is non-null and of this family; ifa_netmask, when non-null, is
+        // a sockaddr of the same family (getifaddrs fills both for one address).
+        let Some(addr) = (unsafe { packed(ifa.ifa_addr, family) }) else {
+            continue;
+        };
+        let mask = if ifa.ifa_netmask.is_null() {
+            vec![0; addr.len()]
+        } else {
+            // SAFETY: as above.
+            unsafe { packed(ifa.ifa_netmask, family) }.unwrap_or_default()
         };
         let prefix = mask.iter().map(|b| b.count_ones()).sum();
         out.push((family, pyo3::types::PyBytes::new(py, &addr).unbind(), prefix));

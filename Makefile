@@ -67,8 +67,11 @@ test-3.14 test-3.15: test-%: pyo3-async-ext  ## everything on CPython 3.14 / 3.1
 
 check: test-rust dev stubtest test-python test-debug integration tulip tulip-stdlib  ## everything on PYTHON: cargo tests, stub check, pytest (also in debug mode), the integration tier, CPython's test_asyncio on rose and on stdlib
 
+# The test binary links libpython: an interpreter built with --enable-shared outside the loader's
+# paths (cpython.sh's 3.13, whose own binary finds it by its RUNPATH) needs its LIBDIR named.
 test-rust:  ## Rust unit tests (pure-Rust parts)
-	cargo test $(CARGO_FLAGS) --lib
+	LD_LIBRARY_PATH=$$($(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
+	  cargo test $(CARGO_FLAGS) --lib
 
 test-python: services pyo3-async-ext  ## pytest: every test on rose and on stdlib asyncio (tests/test_resolver.py runs dnsmasq)
 	$(PYTHON) -m pytest tests -q --ignore=tests/integration

@@ -65,7 +65,13 @@ test-3.14 test-3.15: test-%: pyo3-async-ext  ## everything on CPython 3.14 / 3.1
 .venv/3.13/bin/python:
 	$$($(TOOLS)/cpython.sh 3.13) -m venv .venv/3.13
 
-check: test-rust dev stubtest test-python test-debug integration tulip tulip-stdlib  ## everything on PYTHON: cargo tests, stub check, pytest (also in debug mode), the integration tier, CPython's test_asyncio on rose and on stdlib
+# The two pytest runs go side by side (2 jobs, each run's output in one piece): much of their
+# time is spent waiting (timers, children, servers), and the sequence took most of CI's 40
+# minutes. The suite is written for that: ports are the kernel's, files are temporary,
+# dnsmasq takes a free loopback address, and timing bounds leave room for a busy machine.
+check: test-rust dev stubtest  ## everything on PYTHON: cargo tests, stub check, pytest (also in debug mode), the integration tier, CPython's test_asyncio on rose and on stdlib
+	$(MAKE) -j2 --output-sync=target test-python test-debug
+	$(MAKE) integration tulip tulip-stdlib
 
 # The test binary links libpython: an interpreter built with --enable-shared outside the loader's
 # paths (cpython.sh's 3.13, whose own binary finds it by its RUNPATH) needs its LIBDIR named.
@@ -77,9 +83,11 @@ test-python: services pyo3-async-ext  ## pytest: every test on rose and on stdli
 	$(PYTHON) -m pytest tests -q --ignore=tests/integration
 
 # tests/test_resolver.py runs each scenario in a child process without PYTHONASYNCIODEBUG (on
-# rose, debug mode keeps asyncio's executor path): in debug mode it would repeat the normal run.
+# rose, debug mode keeps asyncio's executor path), and tests/test_readme.py runs the README's
+# command with no PYTHON* variable: in debug mode either would repeat the normal run.
 test-debug: pyo3-async-ext  ## pytest again with PYTHONASYNCIODEBUG=1
-	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q --ignore=tests/integration --ignore=tests/test_resolver.py
+	PYTHONASYNCIODEBUG=1 $(PYTHON) -m pytest tests -q -p no:cacheprovider --ignore=tests/integration \
+	  --ignore=tests/test_resolver.py --ignore=tests/test_readme.py
 
 # The test extension of tests/test_pyo3_async.py, written against pyo3-async-runtimes' tokio
 # runtime: abi3, so one build serves every Python (the rule reruns only when its sources change).

@@ -62,9 +62,12 @@ def test_readme_install_command_in_a_fresh_clone_and_venv():
         }
         env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", "")
         env["VIRTUAL_ENV"] = venv
-        # Only a cache: cargo's build products for this interpreter, kept between runs.
+        # Only a cache: cargo's build products for this interpreter, kept between runs and
+        # between clones (a fresh clone's own target/ would make every run a cold release
+        # build); cargo locks it while it builds.
         version = "{}.{}".format(*sys.version_info[:2])
-        env["CARGO_TARGET_DIR"] = os.path.join(ROOT, "target", f"newcomer-{version}")
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        env["CARGO_TARGET_DIR"] = os.path.join(cache, "rose", f"newcomer-{version}")
         result = subprocess.run(
             ["bash", "-c", install],
             cwd=clone,

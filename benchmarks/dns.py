@@ -60,7 +60,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCRIPT = str(Path(__file__).resolve())
 sys.path.insert(0, str(HERE))
-from micro import STDERR_KEPT, comma_list, log, machine_info, machine_summary, save_results  # noqa: E402
+from micro import STDERR_KEPT, add_loops_arg, log, machine_info, machine_summary, save_results  # noqa: E402
 from udp_subprocess import rose_build  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -497,13 +497,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help=f"1 round, {QUICK_NAMES} names (smoke test)")
     p.add_argument("--names", type=int, default=None, help=f"concurrent lookups (default {NAMES}; {QUICK_NAMES} with --quick)")
-    p.add_argument(
-        "--loops",
-        type=comma_list(list(LOOPS)),
-        default=list(LOOPS),
-        metavar="LOOP[,LOOP]",
-        help=f"resolvers to compare (default: all of {', '.join(LOOPS)})",
-    )
+    add_loops_arg(p, LOOPS, "resolvers", note="")
     p.add_argument("--no-pin", action="store_true", help="do not pin dnsmasq to core 0 and the clients to core 1")
     p.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

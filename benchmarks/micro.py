@@ -598,14 +598,16 @@ def comma_list(choices, convert=str):
     return parse
 
 
-def add_loops_arg(p: argparse.ArgumentParser) -> None:
-    """`--loops`, shared by the benchmark scripts."""
+def add_loops_arg(
+    p: argparse.ArgumentParser, loops=LOOPS, what: str = "loops", note: str = "; missing ones are reported"
+) -> None:
+    """`--loops`, shared by the benchmark scripts (dns.py's are resolvers)."""
     p.add_argument(
         "--loops",
-        type=comma_list(list(LOOPS)),
-        default=list(LOOPS),
+        type=comma_list(list(loops)),
+        default=list(loops),
         metavar="LOOP[,LOOP]",
-        help=f"loops to compare (default: all of {', '.join(LOOPS)}; missing ones are reported)",
+        help=f"{what} to compare (default: all of {', '.join(loops)}{note})",
     )
 
 

@@ -50,6 +50,10 @@ LOOP_NAMES = {
     "rose": "rose.loop.Loop",
     "asyncio": "asyncio.unix_events._UnixSelectorEventLoop",
 }
+# What uvicorn's `--loop auto` (its default, and uvicorn-worker's) gives asyncio.Runner: uvloop's
+# loop where uvloop is installed (the bench extra installs it), else stdlib's. The servers run
+# with this interpreter, so they see the same packages.
+UVICORN_AUTO_LOOP = "uvloop.Loop" if importlib.util.find_spec("uvloop") else LOOP_NAMES["asyncio"]
 
 
 def loop_name(loop):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from frameworks import (
     LOOP_NAMES,
+    UVICORN_AUTO_LOOP,
     Server,
     assert_impl_loop,
     free_port,
@@ -183,7 +184,12 @@ def test_python_m_rose_m_uvicorn(impl, loop_factory, server, flags, workers, on_
         return await worker_loops(port, workers)
 
     seen = run(loop_factory, main())
-    expected = LOOP_NAMES[impl] if on_impl else LOOP_NAMES["asyncio"]
+    if on_impl:
+        expected = LOOP_NAMES[impl]
+    elif "auto" in flags:
+        expected = UVICORN_AUTO_LOOP
+    else:  # fresh worker interpreters ask asyncio's own policy
+        expected = LOOP_NAMES["asyncio"]
     assert list(seen.values()) == [expected] * workers, (seen, srv.out)
     # uvicorn re-raises the signal it caught once it has shut down: a single process then
     # dies of SIGTERM (its supervisor, with workers, exits 0); SIGINT ends in exit status 0.

@@ -15,6 +15,7 @@ rose/transports.py follow it.
 from __future__ import annotations
 
 import collections
+import errno
 import inspect
 import warnings
 from asyncio import base_events, coroutines, events, format_helpers, selector_events, unix_events
@@ -171,6 +172,39 @@ def _wait_closed_waits_for_clients():
 
 
 SERVER_WAIT_CLOSED_WAITS_FOR_CLIENTS = _wait_closed_waits_for_clients()
+
+
+def _accept_attempts(*failures):
+    """How many `accept()` calls asyncio's `_accept_connection` (backlog 1) makes when they
+    fail with `failures` in turn (the last one repeating): its own code, on stand-ins."""
+    calls = []
+
+    class Listener:
+        def accept(self):
+            calls.append(None)
+            raise failures[min(len(calls), len(failures)) - 1]
+
+        def fileno(self):
+            return -1
+
+    loop = _StandIn(
+        _debug=False,
+        call_exception_handler=lambda context: None,
+        _remove_reader=lambda fd: None,
+        call_later=lambda *args: None,
+        _start_serving=None,
+    )
+    selector_events.BaseSelectorEventLoop._accept_connection(loop, None, Listener(), backlog=1)
+    return len(calls)
+
+
+# 3.12: rose's own `_accept_connection` (rose/loop.py) follows the running asyncio's on these.
+# One readiness event makes backlog + 1 accept() calls (3.11: backlog), and an aborted
+# connection (ECONNABORTED) is skipped, not the end of the round (3.11: the end).
+ACCEPT_ATTEMPTS_EXTRA = _accept_attempts(OSError(errno.EMFILE, "EMFILE")) - 1
+ACCEPT_SKIPS_ABORTED = _accept_attempts(ConnectionAbortedError(), BlockingIOError()) > 1
+# 3.15: the accept round copies the server's context per connection (`context=`).
+ACCEPT_TAKES_CONTEXT = "context" in _params(selector_events.BaseSelectorEventLoop._accept_connection2)
 
 # -- handles -------------------------------------------------------------------------------
 # 3.13: a handle's repr shows the callback's arguments only in debug mode.

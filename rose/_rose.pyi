@@ -8,6 +8,7 @@ from typing import Any, final
 from typing_extensions import disjoint_base
 
 __all__ = [
+    "AcceptedSocket",
     "EventLoop",
     "Handle",
     "SockOp",
@@ -15,6 +16,7 @@ __all__ = [
     "TimerHandle",
     "_SelectorDatagramTransport",
     "_HISTOGRAM_BOUNDS_NS",
+    "_accept",
     "_after_fork_child",
     "_interface_addresses",
     "_dns_generation",
@@ -177,11 +179,20 @@ class StreamTransport:
     def __new__(
         cls,
         event_loop: EventLoop,
-        sock: socket.socket,
+        sock: socket.socket | AcceptedSocket,
         protocol: Any,
         buffered: bool,
         context: contextvars.Context | None = None,
-    ) -> StreamTransport: ...
+    ) -> StreamTransport:
+        """With an `AcceptedSocket`, the core takes its fd over: no socket object until
+        `_make_socket`."""
+    def _make_socket(self, family: int, kind: int, proto: int) -> socket.socket:
+        """The connection's socket object, made now if it has none (non-blocking; it owns the
+        fd from then on)."""
+    def _close_fd(self) -> bool:
+        """Close the fd if the core still owns it (no socket object was made)."""
+    def _sockname(self) -> Any:
+        """`getsockname()` of the connection, without a socket object."""
     def _set_transport(self, transport: Any) -> None: ...
     def set_protocol(self, protocol: Any, buffered: bool) -> None: ...
     def get_protocol(self) -> Any: ...
@@ -260,6 +271,26 @@ class SockOp:
 
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
     def _done(self, _future: Any) -> None: ...
+
+@final
+class AcceptedSocket:
+    """A connection `_accept` took off a listening socket: its fd (until a transport takes it
+    over; closed if nobody does), the listener's family, type and protocol, and the peer's
+    raw address."""
+
+    @property
+    def family(self) -> int: ...
+    @property
+    def type(self) -> int: ...
+    @property
+    def proto(self) -> int: ...
+    def fileno(self) -> int: ...
+    def peername(self) -> Any:
+        """The peer's address, as `socket.accept()` gives it."""
+
+def _accept(fd: int, family: int, kind: int, proto: int, nodelay: bool) -> AcceptedSocket | None:
+    """One connection off the listening socket `fd` (non-blocking, close-on-exec; TCP_NODELAY
+    when `nodelay`), or None when none is waiting; raises what `socket.accept()` raises."""
 
 def _sock_try_recv(fd: int, n: Any) -> bytes | None:
     """`recv(n)` once: the data, or None if it would block."""

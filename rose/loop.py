@@ -33,6 +33,7 @@ from asyncio import (
     futures,
     selector_events,
     sslproto,
+    trsock,
     unix_events,
 )
 
@@ -46,6 +47,11 @@ logger = logging.getLogger("asyncio")
 _Base = base_events.BaseEventLoop
 _Selector = selector_events.BaseSelectorEventLoop
 _Unix = unix_events._UnixSelectorEventLoop
+
+
+# The listeners whose connections rose accepts itself (their addresses it can convert).
+_ACCEPT_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+_ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def _sighandler_noop(signum, frame):
@@ -578,8 +584,81 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     _start_serving = _Selector._start_serving
-    _accept_connection = _Selector._accept_connection
     _accept_connection2 = _Selector._accept_connection2
+
+    def _accept_connection(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+        context=None,
+    ):
+        """asyncio's accept round for one readiness event of a listening socket, with the
+        accepting in Rust: each connection comes as a `rose._rose.AcceptedSocket` (its fd and
+        raw peer address, no socket object, no address tuple), which the transport takes
+        over (see rose/transports.py). Otherwise the running asyncio's steps: up to backlog
+        (+ 1 since 3.12) accepts, aborted connections skipped (3.12+) or ending the round,
+        EMFILE and kin reported with the listener paused for ACCEPT_RETRY_DELAY, and one
+        `_accept_connection2` task per connection."""
+        family = sock.family
+        if family not in _ACCEPT_FAMILIES:
+            return _Selector._accept_connection(
+                self, protocol_factory, sock, sslcontext, server, backlog,
+                ssl_handshake_timeout, ssl_shutdown_timeout,
+                *((context,) if _compat.ACCEPT_TAKES_CONTEXT else ()),
+            )  # fmt: skip
+        kind = sock.type
+        proto = sock.proto
+        # asyncio's _set_nodelay() on every TCP transport, done at accept
+        nodelay = family != socket.AF_UNIX and kind == socket.SOCK_STREAM and proto == socket.IPPROTO_TCP
+        accept = _rose._accept
+        for _ in range(backlog + _compat.ACCEPT_ATTEMPTS_EXTRA):
+            try:
+                conn = accept(sock.fileno(), family, kind, proto, nodelay)
+                if conn is None:
+                    return
+                if self._debug:
+                    logger.debug("%r got a new connection from %r: %r", server, conn.peername(), conn)
+            except ConnectionAbortedError:
+                if _compat.ACCEPT_SKIPS_ABORTED:
+                    continue
+                return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+                    raise  # the loop's callback error handling reports it
+                # Linux keeps reporting the listener ready: pause it, try again later.
+                self.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": exc,
+                        "socket": trsock.TransportSocket(sock),
+                    }
+                )
+                self._remove_reader(sock.fileno())
+                self.call_later(
+                    constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory, sock,
+                    sslcontext, server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout,
+                    *((context,) if _compat.ACCEPT_TAKES_CONTEXT else ()),
+                )  # fmt: skip
+            else:
+                if _compat.ACCEPT_TAKES_CONTEXT:
+                    conn_context = None if context is None else context.copy()
+                    coro = self._accept_connection2(
+                        protocol_factory, conn, None, sslcontext, server,
+                        ssl_handshake_timeout, ssl_shutdown_timeout, context=conn_context,
+                    )  # fmt: skip
+                    self.create_task(coro, context=conn_context)
+                else:
+                    self.create_task(
+                        self._accept_connection2(
+                            protocol_factory, conn, None, sslcontext, server,
+                            ssl_handshake_timeout, ssl_shutdown_timeout,
+                        )  # fmt: skip
+                    )
     _sendfile_native = _transports.sendfile_native
 
     create_connection = _Base.create_connection

@@ -13,6 +13,7 @@ formatting are: fatal errors, EOF, `connection_lost`, the repr.
 
 from __future__ import annotations
 
+import socket
 import types
 import warnings
 from asyncio import base_events, constants, exceptions, futures, protocols, transports, trsock
@@ -24,6 +25,7 @@ __all__ = ("_SelectorDatagramTransport", "_SelectorSocketTransport")
 
 
 _NOT_YET = object()
+_AcceptedSocket = _rose.AcceptedSocket
 _NO_EXTRA = types.MappingProxyType({})  # `.get` of an unhashable name raises, as dict's does
 
 
@@ -54,7 +56,7 @@ class _RoseTransport(transports._FlowControlMixin):
     # (`_protocol_paused`, the watermarks) lives in the core.
     __slots__ = (
         "_core",
-        "_sock",
+        "_sockobj",
         "_sock_fd",
         "_server",
         "_sockname",
@@ -68,9 +70,13 @@ class _RoseTransport(transports._FlowControlMixin):
         # keeps the names in slots (peername taken now, as asyncio takes it; the socket's own
         # address when first asked for, or at close), wraps the socket when it is first asked
         # for, and keeps a dict only for other keys given in `extra`: less memory per idle
-        # connection, the same answers.
+        # connection, the same answers. A connection rose accepted (`_rose.AcceptedSocket`)
+        # has no socket object until one is asked for (`_sock`), and its peer's address is
+        # converted from the raw one when first asked for.
         peername = None
-        if extra is not None and "peername" in extra:
+        if type(sock) is _AcceptedSocket:
+            peername = sock  # converted on first use
+        elif extra is not None and "peername" in extra:
             peername = extra["peername"]
             if len(extra) == 1:
                 extra = None
@@ -82,9 +88,10 @@ class _RoseTransport(transports._FlowControlMixin):
         self._extra = extra
         self._peername = peername
         self._sockname = _NOT_YET  # asked of the socket when first wanted, or at close
-        self._tsock = sock  # wrapped in a TransportSocket on first use
+        # wrapped in a TransportSocket on first use (None: the socket, made then)
+        self._tsock = None if peername is sock else sock
         self._loop = loop
-        self._sock = sock
+        self._sockobj = sock
         self._sock_fd = sock.fileno()
         self._server = server
         if server is not None:
@@ -94,21 +101,56 @@ class _RoseTransport(transports._FlowControlMixin):
     def get_extra_info(self, name, default=None):
         if name == "socket":
             tsock = self._tsock
-            if not isinstance(tsock, trsock.TransportSocket):
+            if type(tsock) is not trsock.TransportSocket:
+                if tsock is None:  # an open connection rose accepted: its socket, made now
+                    tsock = self._sock
+                elif type(tsock) is _AcceptedSocket:
+                    # closed before its socket was made: a closed socket of its kind, as
+                    # asyncio's extra "socket" is after close
+                    tsock = socket.socket(tsock.family, tsock.type, tsock.proto)
+                    tsock.close()
                 tsock = self._tsock = trsock.TransportSocket(tsock)
             return tsock
         if name == "sockname":
             return self._get_sockname()
         if name == "peername":
-            return self._peername
+            peername = self._peername
+            if type(peername) is _AcceptedSocket:
+                peername = self._peername = peername.peername()
+            return peername
         extra = self._extra
         return (_NO_EXTRA if extra is None else extra).get(name, default)
+
+    @property
+    def _sock(self):
+        # The transport's socket (None once closed), as asyncio's `_sock`. For a connection
+        # rose accepted, the socket object is made on first use and owns the fd from then on.
+        sock = self._sockobj
+        if type(sock) is _AcceptedSocket:
+            sock = self._sockobj = self._core._make_socket(sock.family, sock.type, sock.proto)
+        return sock
+
+    def _close_sock(self):
+        sock = self._sockobj
+        self._sockobj = None
+        if self._tsock is None:
+            self._tsock = sock  # what get_extra_info("socket") wraps from now on
+        if type(sock) is _AcceptedSocket:
+            core = getattr(self, "_core", None)
+            if core is not None:
+                core._close_fd()
+            # else the AcceptedSocket still has the fd and closes it when it goes
+        elif sock is not None:
+            sock.close()
 
     def _get_sockname(self):
         sockname = self._sockname
         if sockname is _NOT_YET:
             try:
-                sockname = self._sock.getsockname()
+                if type(self._sockobj) is _AcceptedSocket:
+                    sockname = self._core._sockname()
+                else:
+                    sockname = self._sockobj.getsockname()
             except (OSError, AttributeError):
                 sockname = None
             self._sockname = sockname
@@ -124,7 +166,7 @@ class _RoseTransport(transports._FlowControlMixin):
 
     def __repr__(self):
         info = [self.__class__.__name__]
-        if self._sock is None:
+        if self._sockobj is None:
             info.append("closed")
         elif self._core.is_closing():
             info.append("closing")
@@ -137,14 +179,14 @@ class _RoseTransport(transports._FlowControlMixin):
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn=warnings.warn):
-        if getattr(self, "_sock", None) is None:
+        if getattr(self, "_sockobj", None) is None:
             return
         if getattr(self, "_core", None) is None:
             # __init__ failed before the core existed: nothing to warn about but the socket.
-            self._sock.close()
+            self._close_sock()
             return
         _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-        self._sock.close()
+        self._close_sock()
         server = getattr(self, "_server", None)
         if server is not None and _compat.SERVER_TRACKS_TRANSPORTS:
             server._detach(self)  # as asyncio 3.13+: wait_closed() must not wait for it
@@ -252,8 +294,7 @@ class _RoseTransport(transports._FlowControlMixin):
                 protocol.connection_lost(exc)
         finally:
             self._get_sockname()  # what the closed socket can no longer tell
-            self._sock.close()
-            self._sock = None
+            self._close_sock()
             self._loop = None
             core._detach()
             server = self._server
@@ -316,7 +357,8 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         core._set_transport(self)
         self._core = core
         self.write = core.write
-        base_events._set_nodelay(sock)
+        if type(sock) is not _AcceptedSocket:  # (rose's accept set it already)
+            base_events._set_nodelay(sock)
         self._start(protocol, waiter, context)
 
     # -- the public API -----------------------------------------------------------------------

@@ -15,7 +15,9 @@ mod handles;
 mod metrics;
 mod reactor;
 mod selector;
+mod server;
 mod sock;
+mod sockaddr;
 mod sockfd;
 mod stream;
 pub mod timers;
@@ -81,6 +83,8 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.getattr(name)?.setattr("__name__", name)?;
     }
     m.add_class::<stream::StreamTransport>()?;
+    m.add_class::<server::AcceptedSocket>()?;
+    m.add_function(wrap_pyfunction!(server::_accept, m)?)?;
     m.add_class::<udp::DatagramTransport>()?;
     m.add_class::<sock::SockOp>()?;
     m.add_function(wrap_pyfunction!(sock::_sock_try_recv, m)?)?;

@@ -13,11 +13,18 @@
 //! detached). That layout is probed once, on a real socket, open and then closed; where the
 //! probe disagrees (or for an object that is not a socket) the check calls `fileno()`.
 //!
+//! A connection a rose server accepted has no socket object at first (`new_owned`): the core
+//! owns the fd itself until someone asks for the socket (`adopt`, when the transport makes it),
+//! and closes it itself (`close_owned`) if nobody did. No user code can close an fd it never
+//! saw, so no check is needed while the core owns it.
+//!
 //! Invariants: `fd` is the number the socket had when the core was made; `lost` only ever goes
-//! from false to true; after it does, no syscall is made on `fd` through this value.
+//! from false to true; after it does, no syscall is made on `fd` through this value. `owns` is
+//! true only while there is no socket object; it goes to false once, at `adopt` or at close.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -62,11 +69,19 @@ fn check(fd: RawFd, lost: &AtomicBool, current: impl FnOnce() -> RawFd) -> Resul
 }
 
 pub struct SockFd {
-    sock: Py<PyAny>,
+    /// The socket object, with whether its fd can be read at the probed offset (`fast`).
+    sock: OnceLock<(Py<PyAny>, bool)>,
     fd: RawFd,
-    /// `sock` is a `_socket.socket` and the probed layout holds: read the field.
-    fast: bool,
+    /// The fd is this value's own: no socket object yet (see the module note).
+    owns: AtomicBool,
     lost: AtomicBool,
+}
+
+/// Is `sock` a `_socket.socket` whose fd the probed layout can read?
+fn fast_for(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sock.py();
+    let socket_type = py.import(intern!(py, "_socket"))?.getattr(intern!(py, "socket"))?;
+    Ok(layout(py).is_some() && sock.is_instance(&socket_type)?)
 }
 
 impl SockFd {
@@ -74,25 +89,60 @@ impl SockFd {
     pub fn new(sock: &Bound<'_, PyAny>) -> PyResult<Self> {
         let py = sock.py();
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-        let socket_type = py.import(intern!(py, "_socket"))?.getattr(intern!(py, "socket"))?;
-        let fast = layout(py).is_some() && sock.is_instance(&socket_type)?;
         Ok(Self {
-            sock: sock.clone().unbind(),
+            sock: OnceLock::from((sock.clone().unbind(), fast_for(sock)?)),
             fd,
-            fast,
+            owns: AtomicBool::new(false),
             lost: AtomicBool::new(false),
         })
+    }
+
+    /// An fd with no socket object, owned by this value from now on.
+    pub fn new_owned(fd: RawFd) -> Self {
+        Self {
+            sock: OnceLock::new(),
+            fd,
+            owns: AtomicBool::new(true),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    /// The socket object `sock` now holds the fd (it was made with `fileno=` this fd): from
+    /// now on the socket owns it, and each syscall checks that it still does.
+    pub fn adopt(&self, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+        let fast = fast_for(sock)?;
+        if self.sock.set((sock.clone().unbind(), fast)).is_ok() {
+            self.owns.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Close the fd if this value owns it (no socket object was made); true if it did.
+    pub fn close_owned(&self) -> bool {
+        if !self.owns.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.lost.store(true, Ordering::Relaxed);
+        // SAFETY: the fd is ours (`owns`): nothing else holds or closes it.
+        unsafe { libc::close(self.fd) };
+        true
     }
 
     /// The fd to make a syscall on, or EBADF once the socket no longer owns it.
     #[inline]
     pub fn get(&self, py: Python<'_>) -> Result<RawFd, i32> {
+        if self.owns.load(Ordering::Relaxed) {
+            return Ok(self.fd);
+        }
         check(self.fd, &self.lost, || self.current(py))
     }
 
     fn current(&self, py: Python<'_>) -> RawFd {
-        let sock = self.sock.bind(py);
-        if self.fast {
+        let Some((sock, fast)) = self.sock.get() else {
+            return -1; // closed by its owner (`close_owned`)
+        };
+        let sock = sock.bind(py);
+        if *fast {
             // SAFETY: `sock` is a live `_socket.socket` (checked in `new`) whose layout the
             // probe confirmed: an int at this offset is its fd.
             return unsafe { *sock.as_ptr().cast::<u8>().add(SOCK_FD_OFFSET).cast::<RawFd>() };
@@ -107,8 +157,16 @@ impl SockFd {
         self.fd
     }
 
-    pub fn socket(&self) -> &Py<PyAny> {
-        &self.sock
+    /// The socket object (None for an fd owned without one, see `new_owned`).
+    pub fn socket(&self) -> Option<&Py<PyAny>> {
+        self.sock.get().map(|(sock, _)| sock)
+    }
+}
+
+impl Drop for SockFd {
+    fn drop(&mut self) {
+        // An owned fd nobody closed (the core went away unclosed): close it, not leak it.
+        self.close_owned();
     }
 }
 

@@ -23,13 +23,14 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::metrics::TransportMetrics;
+use crate::server::{sockname, AcceptedSocket};
 use crate::sockfd::SockFd;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
@@ -279,10 +280,18 @@ impl StreamTransport {
         buffered: bool,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
+        // A connection rose accepted comes with no socket object: the core takes its fd over.
+        let sock = match sock.cast::<AcceptedSocket>() {
+            Ok(accepted) => match accepted.get().take_fd() {
+                -1 => return Err(os_error(libc::EBADF)),
+                fd => SockFd::new_owned(fd),
+            },
+            Err(_) => SockFd::new(sock)?,
+        };
         Ok(Self {
             metrics: TransportMetrics::new(&event_loop.get().shared().stats),
             event_loop,
-            sock: SockFd::new(sock)?,
+            sock,
             state: GilCell::new(State {
                 common: Common::new(protocol, context),
                 buffered,
@@ -291,6 +300,36 @@ impl StreamTransport {
                 empty_waiter: None,
             }),
         })
+    }
+
+    /// The socket object of a connection that has none yet (see `SockFd::new_owned`): made
+    /// now, `socket.socket(family, type, proto, fileno=fd)` in non-blocking mode, as
+    /// `socket.accept()` and asyncio would have made it; from now on it owns the fd.
+    fn _make_socket<'py>(&self, py: Python<'py>, family: i32, kind: i32, proto: i32) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(sock) = self.sock.socket() {
+            return Ok(sock.bind(py).clone());
+        }
+        let fd = self.sock.get(py).map_err(os_error)?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "fileno"), fd)?;
+        let sock = py
+            .import(intern!(py, "socket"))?
+            .getattr(intern!(py, "socket"))?
+            .call((family, kind, proto), Some(&kwargs))?;
+        self.sock.adopt(&sock)?;
+        sock.call_method1(intern!(py, "setblocking"), (false,))?;
+        Ok(sock)
+    }
+
+    /// Close the fd if the core still owns it (no socket object was made); true if it did.
+    fn _close_fd(&self) -> bool {
+        self.sock.close_owned()
+    }
+
+    /// `getsockname()` of the connection, without a socket object.
+    fn _sockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let fd = self.sock.get(py).map_err(os_error)?;
+        sockname(py, fd)
     }
 
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {

@@ -27,6 +27,7 @@ use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::metrics::TransportMetrics;
+use crate::sockaddr::addr_to_py;
 use crate::sockfd::SockFd;
 use crate::transport::{
     call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
@@ -194,101 +195,6 @@ fn parse_addr(family: i32, addr: &Bound<'_, PyAny>) -> Option<libc::sockaddr_sto
     None
 }
 
-extern "C" {
-    // POSIX; the libc crate does not declare it.
-    fn inet_ntop(
-        af: libc::c_int,
-        src: *const libc::c_void,
-        dst: *mut libc::c_char,
-        size: libc::socklen_t,
-    ) -> *const libc::c_char;
-}
-
-/// `inet_ntop` of an IPv4 or IPv6 address (the text Python's socket module gives).
-fn ntop(family: i32, src: *const libc::c_void) -> Option<String> {
-    let mut buf = [0 as libc::c_char; 64];
-    // SAFETY: `src` points to an in_addr/in6_addr matching `family`; `buf` is large enough for
-    // either (INET6_ADDRSTRLEN is 46).
-    let p = unsafe { inet_ntop(family, src, buf.as_mut_ptr(), buf.len() as libc::socklen_t) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: inet_ntop wrote a NUL-terminated string into `buf`.
-    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    text.to_str().ok().map(str::to_owned)
-}
-
-/// "a.b.c.d" without libc's `inet_ntop`, which formats IPv4 with `sprintf` (measured: a
-/// quarter of the user time of receiving a datagram). Returns the buffer and its length.
-fn dotted_quad(octets: [u8; 4]) -> ([u8; 15], usize) {
-    let mut out = [0u8; 15];
-    let mut n = 0;
-    for (i, o) in octets.into_iter().enumerate() {
-        if i > 0 {
-            out[n] = b'.';
-            n += 1;
-        }
-        if o >= 100 {
-            out[n] = b'0' + o / 100;
-            n += 1;
-        }
-        if o >= 10 {
-            out[n] = b'0' + (o / 10) % 10;
-            n += 1;
-        }
-        out[n] = b'0' + o % 10;
-        n += 1;
-    }
-    (out, n)
-}
-
-/// The `%scope` suffix glibc's `getnameinfo(NI_NUMERICHOST)` gives a scoped IPv6 address (and
-/// so Python's socket module): the interface name for link-local addresses, else the number.
-fn scope_suffix(ip: &Ipv6Addr, scope_id: u32) -> String {
-    let o = ip.octets();
-    let link_local = (o[0] == 0xfe && o[1] & 0xc0 == 0x80) || (o[0] == 0xff && o[1] & 0x0f == 0x02);
-    if link_local {
-        let mut name = [0 as libc::c_char; libc::IF_NAMESIZE + 1];
-        // SAFETY: `name` has room for IF_NAMESIZE bytes and a NUL, as if_indextoname requires.
-        if !unsafe { libc::if_indextoname(scope_id, name.as_mut_ptr()) }.is_null() {
-            // SAFETY: if_indextoname wrote a NUL-terminated name.
-            let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-            return format!("%{}", name.to_string_lossy());
-        }
-    }
-    format!("%{scope_id}")
-}
-
-/// asyncio's address tuple for an IPv4/IPv6 sockaddr that `recvfrom` filled (what Python's
-/// socket module makes of it).
-fn addr_to_py<'py>(py: Python<'py>, storage: &libc::sockaddr_storage) -> PyResult<Bound<'py, PyAny>> {
-    match storage.ss_family as i32 {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sa = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let host = dotted_quad(sa.sin_addr.s_addr.to_ne_bytes());
-            let host = PyString::new(
-                py,
-                std::str::from_utf8(&host.0[..host.1]).expect("ASCII digits and dots"),
-            );
-            Ok((host, u16::from_be(sa.sin_port)).into_pyobject(py)?.into_any())
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sa = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let mut host = ntop(libc::AF_INET6, (&sa.sin6_addr as *const libc::in6_addr).cast()).unwrap_or_default();
-            if sa.sin6_scope_id != 0 {
-                host.push_str(&scope_suffix(&Ipv6Addr::from(sa.sin6_addr.s6_addr), sa.sin6_scope_id));
-            }
-            let port = u16::from_be(sa.sin6_port);
-            let tuple = (host, port, u32::from_be(sa.sin6_flowinfo), sa.sin6_scope_id);
-            Ok(tuple.into_pyobject(py)?.into_any())
-        }
-        // Only IP sockets read here (see `_read_ready`).
-        _ => Ok(py.None().into_bound(py)),
-    }
-}
-
 impl DatagramTransport {
     fn error_received(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
         match protocol_of(self, py) {
@@ -363,6 +269,7 @@ impl DatagramTransport {
                     return match self
                         .sock
                         .socket()
+                        .expect("a datagram transport is made with its socket")
                         .bind(py)
                         .call_method1(intern!(py, "sendto"), (pydata, addr))
                     {
@@ -397,28 +304,6 @@ impl DatagramTransport {
             self.error_received(py, err)
         } else {
             fatal(self, py, err, "Fatal write error on datagram transport")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dotted_quads_match_the_std_formatting() {
-        for octets in [
-            [0, 0, 0, 0],
-            [127, 0, 0, 1],
-            [255, 255, 255, 255],
-            [10, 9, 100, 99],
-            [1, 20, 200, 0],
-        ] {
-            let (buf, n) = dotted_quad(octets);
-            assert_eq!(
-                std::str::from_utf8(&buf[..n]).unwrap(),
-                Ipv4Addr::from(octets).to_string()
-            );
         }
     }
 }
@@ -737,6 +622,7 @@ impl DatagramTransport {
         match self
             .sock
             .socket()
+            .expect("a datagram transport is made with its socket")
             .bind(py)
             .call_method1(intern!(py, "recvfrom"), (max_size,))
         {

@@ -88,7 +88,8 @@ unsafe fn dispatch<'py>(
     };
     // SAFETY: as above, `args` holds nargs + nkw pointers.
     let all = unsafe { std::slice::from_raw_parts(args, nargs + nkw) };
-    let method = kind.qualname(py);
+    // (named in argument errors only: no allocation on the way that succeeds)
+    let method = || kind.qualname(py);
     let lead = kind.leading();
     // SAFETY: each pointer in `all` is a valid borrowed reference for the call's duration.
     let arg = |i: usize| unsafe { Borrowed::from_ptr(py, all[i]) }.to_owned();
@@ -110,13 +111,15 @@ unsafe fn dispatch<'py>(
         } else if let Some(pos) = lead.iter().position(|l| *l == name) {
             if slots[pos].is_some() {
                 return Err(PyTypeError::new_err(format!(
-                    "{method}() got multiple values for argument '{name}'"
+                    "{}() got multiple values for argument '{name}'",
+                    method()
                 )));
             }
             slots[pos] = Some(value);
         } else {
             return Err(PyTypeError::new_err(format!(
-                "{method}() got an unexpected keyword argument '{name}'"
+                "{}() got an unexpected keyword argument '{name}'",
+                method()
             )));
         }
     }
@@ -132,7 +135,8 @@ unsafe fn dispatch<'py>(
         };
         let plural = if missing.len() == 1 { "argument" } else { "arguments" };
         return Err(PyTypeError::new_err(format!(
-            "{method}() missing {} required positional {plural}: {names}",
+            "{}() missing {} required positional {plural}: {names}",
+            method(),
             missing.len()
         )));
     }

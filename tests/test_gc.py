@@ -143,3 +143,58 @@ def test_unclosed_loop_watching_an_fd_is_collected(loop_factory):
     finally:
         a.close()
         b.close()
+
+
+# -- the contexts handles copy --------------------------------------------------------------
+# rose hides a handle's own copy of the context from the GC while the handle holds it, and
+# tracks it again as the handle lets it go (src/handles.rs, `HandleContext`).
+
+_VAR = __import__("contextvars").ContextVar("rose_test_gc_var")
+
+
+class _Node:
+    pass
+
+
+@pytest.mark.parametrize("how", ["ran", "cancelled"])
+def test_context_of_a_finished_handle_is_an_ordinary_one(loop, how):
+    """Once the handle is gone, the context it copied is tracked by the GC again, and a cycle
+    through it (a context variable's value that refers to the context) is reclaimed."""
+    handle = loop.call_soon(lambda: None)
+    ctx = handle._context  # (get_context() is 3.12+)
+    node = _Node()
+    node.ctx = ctx
+    ctx.run(_VAR.set, node)  # ctx -> node -> ctx
+    ref = weakref.ref(node)
+    if how == "cancelled":
+        handle.cancel()
+    _run_once(loop)
+    del handle
+    assert gc.is_tracked(ctx)
+    del ctx, node
+    assert _freed(ref)
+
+
+def test_collections_while_handles_hold_their_contexts(loop):
+    """Collections while thousands of handles wait keep every context intact: each callback
+    sees the value its context was copied with."""
+    seen = []
+
+    def record(expected):
+        seen.append(_VAR.get() == expected)
+
+    for i in range(3000):
+        _VAR.set(i)
+        loop.call_soon(record, i)
+        if i % 500 == 0:
+            gc.collect()
+    timers = [loop.call_later(3600, record, -1) for _ in range(2000)]
+    gc.collect()
+    for t in timers[::2]:
+        t.cancel()
+    gc.collect()
+    _run_once(loop)
+    for t in timers:
+        t.cancel()
+    gc.collect()
+    assert len(seen) == 3000 and all(seen)

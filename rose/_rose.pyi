@@ -22,6 +22,7 @@ __all__ = [
     "_dns_generation",
     "_get_slow_callback_threshold",
     "_install_fast_methods",
+    "_install_transport_write",
     "_set_callback_timing",
     "_set_slow_callback_threshold",
     "_set_threadsafe_handles",
@@ -107,6 +108,9 @@ class EventLoop:
     def _add_callback(self, handle: Handle) -> None: ...
     def _watched(self, fd: int) -> tuple[Handle | None, Handle | None] | None: ...
     def _watched_fds(self) -> list[int]: ...
+    def _transport(self, fd: Any) -> Any:
+        """The rose transport using `fd` (`loop._transports[fd]`), or None."""
+    def _transport_items(self) -> list[tuple[int, Any]]: ...
     def _dns_lookup(self, name: str, v6: bool, resolv_conf: str) -> Any:
         """A future of `(status, canonical name or None, [address], ttl)`: one A (or AAAA)
         lookup of the absolute `name` with hickory on the loop's runtime (src/dns.rs); `ttl`
@@ -172,6 +176,11 @@ def _install_fast_methods(cls: type[EventLoop], qualnames: tuple[str, str, str, 
     """Put the raw vectorcall versions of call_soon/call_soon_threadsafe/call_later/call_at
     on `cls` (a subclass of `EventLoop`)."""
 
+def _install_transport_write(cls: type, slot: Any) -> bool:
+    """Put `write` on `cls` (rose's stream transport class): a method descriptor that calls
+    the `StreamTransport` in the slot `slot` describes (`_RoseTransport.__dict__['_core']`).
+    False, and nothing installed, if `slot` is not such a slot."""
+
 @final
 class StreamTransport:
     """The I/O core of `rose.transports._SelectorSocketTransport` (TCP and Unix streams)."""
@@ -184,16 +193,28 @@ class StreamTransport:
         buffered: bool,
         context: contextvars.Context | None = None,
     ) -> StreamTransport:
-        """With an `AcceptedSocket`, the core takes its fd over: no socket object until
-        `_make_socket`."""
-    def _make_socket(self, family: int, kind: int, proto: int) -> socket.socket:
+        """With an `AcceptedSocket`, the core takes its fd and peer address over: no socket
+        object until `_make_socket`."""
+    def _make_socket(self) -> socket.socket:
         """The connection's socket object, made now if it has none (non-blocking; it owns the
         fd from then on)."""
+    def _socket(self) -> socket.socket | None:
+        """The socket object, if there is one."""
+    def _socket_kind(self) -> tuple[int, int, int]:
+        """(family, type, proto) of the socket object `_make_socket` makes."""
     def _close_fd(self) -> bool:
         """Close the fd if the core still owns it (no socket object was made)."""
     def _sockname(self) -> Any:
         """`getsockname()` of the connection, without a socket object."""
-    def _set_transport(self, transport: Any) -> None: ...
+    def _peername(self) -> Any:
+        """The peer's address, taken as the connection began (None if it had none)."""
+    @property
+    def _fd(self) -> int:
+        """The fd the transport was made with."""
+    def _set_transport(self, transport: Any) -> None:
+        """The Python transport; it enters `loop._transports`."""
+    def _list_transport(self, enter: bool) -> None:
+        """Enter the transport in `loop._transports` again, or take it out."""
     def set_protocol(self, protocol: Any, buffered: bool) -> None: ...
     def get_protocol(self) -> Any: ...
     def _read_ready(self) -> None: ...
@@ -240,7 +261,13 @@ class _SelectorDatagramTransport:
         header_size: int = 0,
         sends_empty: bool = False,
     ) -> _SelectorDatagramTransport: ...
-    def _set_transport(self, transport: Any) -> None: ...
+    @property
+    def _fd(self) -> int:
+        """The fd the transport was made with."""
+    def _socket(self) -> socket.socket | None: ...
+    def _set_transport(self, transport: Any) -> None:
+        """The Python transport; it enters `loop._transports`."""
+    def _list_transport(self, enter: bool) -> None: ...
     def set_protocol(self, protocol: Any) -> None: ...
     def get_protocol(self) -> Any: ...
     def _read_ready(self) -> None: ...
@@ -274,9 +301,9 @@ class SockOp:
 
 @final
 class AcceptedSocket:
-    """A connection `_accept` took off a listening socket: its fd (until a transport takes it
-    over; closed if nobody does), the listener's family, type and protocol, and the peer's
-    raw address."""
+    """A connection `_accept` took off a listening socket: its fd and the peer's raw address
+    (until a transport takes them over; the fd closed if nobody does), and the listener's
+    family, type and protocol."""
 
     @property
     def family(self) -> int: ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextvars
 import errno
 import functools
 import logging
@@ -162,6 +163,37 @@ class _SelectorView(collections.abc.Mapping):
         return sum(1 for _ in self)
 
 
+class _TransportsView(collections.abc.Mapping):
+    """`loop._transports`: fd -> transport of rose's stream and datagram transports, as
+    asyncio's weak-valued map (`_ensure_fd_no_transport` reads it). The core keeps it (see
+    `transports` in src/event_loop.rs): a transport is in it from its making until its
+    `connection_lost`, and a transport nobody holds can be collected."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = weakref.ref(loop)
+
+    def __getitem__(self, fd):
+        loop = self._loop()
+        transport = loop._transport(fd) if loop is not None and type(fd) is int else None
+        if transport is None:
+            raise KeyError(fd)
+        return transport
+
+    def __iter__(self):
+        loop = self._loop()
+        return iter([fd for fd, _ in loop._transport_items()] if loop is not None else ())
+
+    def __len__(self):
+        loop = self._loop()
+        return len(loop._transport_items()) if loop is not None else 0
+
+    def values(self):
+        loop = self._loop()
+        return [t for _, t in loop._transport_items()] if loop is not None else []
+
+
 class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
     """An asyncio event loop on a tokio reactor. Create it with `rose.new_event_loop()`."""
 
@@ -178,7 +210,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         self.slow_callback_duration = 0.1
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._signal_handlers = {}
-        self._transports = weakref.WeakValueDictionary()
+        self._transports = _TransportsView(self)
         # Listening Unix sockets whose file create_unix_server(cleanup_socket=True) made
         # (3.13+): the socket's inode, so _stop_serving unlinks only that file.
         self._unix_server_sockets = {}
@@ -602,8 +634,9 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
         raw peer address, no socket object, no address tuple), which the transport takes
         over (see rose/transports.py). Otherwise the running asyncio's steps: up to backlog
         (+ 1 since 3.12) accepts, aborted connections skipped (3.12+) or ending the round,
-        EMFILE and kin reported with the listener paused for ACCEPT_RETRY_DELAY, and one
-        `_accept_connection2` task per connection."""
+        EMFILE and kin reported with the listener paused for ACCEPT_RETRY_DELAY, and
+        `_accept_connection2` for each connection: asyncio's own coroutine in a task for TLS,
+        rose's `_accept_plain` at once otherwise."""
         family = sock.family
         if family not in _ACCEPT_FAMILIES:
             return _Selector._accept_connection(
@@ -645,7 +678,9 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
                     *((context,) if _compat.ACCEPT_TAKES_CONTEXT else ()),
                 )  # fmt: skip
             else:
-                if _compat.ACCEPT_TAKES_CONTEXT:
+                if sslcontext is None:
+                    self._accept_plain(protocol_factory, conn, server, context)
+                elif _compat.ACCEPT_TAKES_CONTEXT:
                     conn_context = None if context is None else context.copy()
                     coro = self._accept_connection2(
                         protocol_factory, conn, None, sslcontext, server,
@@ -659,6 +694,44 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
                             ssl_handshake_timeout, ssl_shutdown_timeout,
                         )  # fmt: skip
                     )
+
+    def _accept_plain(self, protocol_factory, conn, server, context):
+        """asyncio's `_accept_connection2` for a connection without TLS, done at once
+        rather than in a task of its own: the protocol, then the transport, in a context of
+        the connection's (a copy of the current one, or 3.15's copy of the server's), as the
+        task would have run them. asyncio's task then only waits for `connection_made` (no
+        error can reach it), so what it costs, a task, a future and two loop iterations per
+        connection, buys nothing here. Errors are asyncio's: reported in debug mode only,
+        the connection closed."""
+        if _compat.ACCEPT_TAKES_CONTEXT and context is not None:
+            conn_context = context.copy()
+            run = conn_context.run
+        else:
+            conn_context = None
+            run = contextvars.copy_context().run
+        run(self._accept_plain_in_context, protocol_factory, conn, server, conn_context)
+
+    def _accept_plain_in_context(self, protocol_factory, conn, server, conn_context):
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            transport = self._make_socket_transport(
+                conn, protocol, server=server, context=conn_context
+            )
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if self._debug:
+                context = {
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                }
+                if protocol is not None:
+                    context["protocol"] = protocol
+                if transport is not None:
+                    context["transport"] = transport
+                self.call_exception_handler(context)
+
     _sendfile_native = _transports.sendfile_native
 
     create_connection = _Base.create_connection

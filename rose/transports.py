@@ -25,6 +25,7 @@ __all__ = ("_SelectorDatagramTransport", "_SelectorSocketTransport")
 
 
 _NOT_YET = object()
+_UNMADE = object()  # `_sockobj` of an accepted connection whose socket object is not made yet
 _AcceptedSocket = _rose.AcceptedSocket
 _NO_EXTRA = types.MappingProxyType({})  # `.get` of an unhashable name raises, as dict's does
 
@@ -53,81 +54,74 @@ class _RoseTransport(transports._FlowControlMixin):
     socket, and the rare paths (errors, `connection_lost`, the repr)."""
 
     # _FlowControlMixin as a base because asyncio's sendfile fallback insists on it; its state
-    # (`_protocol_paused`, the watermarks) lives in the core.
-    __slots__ = (
-        "_core",
-        "_sockobj",
-        "_sock_fd",
-        "_server",
-        "_sockname",
-        "_peername",
-        "_tsock",
-        "__weakref__",
-    )
+    # (`_protocol_paused`, the watermarks) lives in the core. Few slots: an idle connection
+    # costs memory per slot.
+    __slots__ = ("_core", "_sockobj", "_server", "_sockname", "__weakref__")
 
     def _setup(self, loop, sock, extra, server):
         # asyncio fills `_extra` at once with a TransportSocket, sockname and peername. rose
-        # keeps the names in slots (peername taken now, as asyncio takes it; the socket's own
-        # address when first asked for, or at close), wraps the socket when it is first asked
-        # for, and keeps a dict only for other keys given in `extra`: less memory per idle
-        # connection, the same answers. A connection rose accepted (`_rose.AcceptedSocket`)
-        # has no socket object until one is asked for (`_sock`), and its peer's address is
-        # converted from the raw one when first asked for.
-        peername = None
-        if type(sock) is _AcceptedSocket:
-            peername = sock  # converted on first use
-        elif extra is not None and "peername" in extra:
-            peername = extra["peername"]
-            if len(extra) == 1:
-                extra = None
-        else:
-            try:
-                peername = sock.getpeername()
-            except OSError:
-                pass
-        self._extra = extra
-        self._peername = peername
+        # keeps in `_extra` only what the caller gave (asyncio's own "socket" and "sockname"
+        # replace the caller's), asks the socket for its name when first asked (or at close),
+        # converts the peer's address, which the core took as the connection began, when first
+        # asked, and wraps the socket when first asked: less memory per idle connection, the
+        # same answers. A connection rose accepted (`_rose.AcceptedSocket`) has no socket
+        # object until one is asked for (`_sock`): the core takes its fd and peer over.
+        if extra:
+            extra = {k: v for k, v in extra.items() if k != "socket" and k != "sockname"}
+        self._extra = extra or None
         self._sockname = _NOT_YET  # asked of the socket when first wanted, or at close
-        # wrapped in a TransportSocket on first use (None: the socket, made then)
-        self._tsock = None if peername is sock else sock
         self._loop = loop
-        self._sockobj = sock
-        self._sock_fd = sock.fileno()
+        self._sockobj = _UNMADE if type(sock) is _AcceptedSocket else sock
         self._server = server
         if server is not None:
             _server_attach(server, self)
-        loop._transports[self._sock_fd] = self
+        # The core enters the transport in loop._transports when it gets it (_set_transport).
+
+    @property
+    def _sock_fd(self):
+        # asyncio's attribute: the fd the transport was made with
+        return self._core._fd
+
+    def _cache_extra(self, name, value):
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = {}
+        extra[name] = value
+        return value
 
     def get_extra_info(self, name, default=None):
+        extra = _NO_EXTRA if self._extra is None else self._extra
+        if name in extra:
+            return extra[name]
         if name == "socket":
-            tsock = self._tsock
-            if type(tsock) is not trsock.TransportSocket:
-                if tsock is None:  # an open connection rose accepted: its socket, made now
-                    tsock = self._sock
-                elif type(tsock) is _AcceptedSocket:
-                    # closed before its socket was made: a closed socket of its kind, as
-                    # asyncio's extra "socket" is after close
-                    tsock = socket.socket(tsock.family, tsock.type, tsock.proto)
-                    tsock.close()
-                tsock = self._tsock = trsock.TransportSocket(tsock)
-            return tsock
+            sock = self._sockobj
+            if sock is _UNMADE:  # an open connection rose accepted: its socket, made now
+                sock = self._sock
+            elif sock is None:  # closed: the socket it had (closed), as asyncio keeps it
+                sock = self._closed_socket()
+            return self._cache_extra("socket", trsock.TransportSocket(sock))
         if name == "sockname":
             return self._get_sockname()
         if name == "peername":
-            peername = self._peername
-            if type(peername) is _AcceptedSocket:
-                peername = self._peername = peername.peername()
-            return peername
-        extra = self._extra
-        return (_NO_EXTRA if extra is None else extra).get(name, default)
+            return self._cache_extra("peername", self._core._peername())
+        return default
+
+    def _closed_socket(self):
+        sock = self._core._socket()
+        if sock is None:
+            # closed before its socket was made: a closed socket of its kind, as asyncio's
+            # extra "socket" is after close
+            sock = socket.socket(*self._core._socket_kind())
+            sock.close()
+        return sock
 
     @property
     def _sock(self):
         # The transport's socket (None once closed), as asyncio's `_sock`. For a connection
         # rose accepted, the socket object is made on first use and owns the fd from then on.
         sock = self._sockobj
-        if type(sock) is _AcceptedSocket:
-            sock = self._sockobj = self._core._make_socket(sock.family, sock.type, sock.proto)
+        if sock is _UNMADE:
+            sock = self._sockobj = self._core._make_socket()
         return sock
 
     @_sock.setter
@@ -139,13 +133,10 @@ class _RoseTransport(transports._FlowControlMixin):
     def _close_sock(self):
         sock = self._sockobj
         self._sockobj = None
-        if self._tsock is None:
-            self._tsock = sock  # what get_extra_info("socket") wraps from now on
-        if type(sock) is _AcceptedSocket:
+        if sock is _UNMADE:
             core = getattr(self, "_core", None)
             if core is not None:
                 core._close_fd()
-            # else the AcceptedSocket still has the fd and closes it when it goes
         elif sock is not None:
             sock.close()
 
@@ -153,7 +144,7 @@ class _RoseTransport(transports._FlowControlMixin):
         sockname = self._sockname
         if sockname is _NOT_YET:
             try:
-                if type(self._sockobj) is _AcceptedSocket:
+                if self._sockobj is _UNMADE:
                     sockname = self._core._sockname()
                 else:
                     sockname = self._sockobj.getsockname()
@@ -176,7 +167,8 @@ class _RoseTransport(transports._FlowControlMixin):
             info.append("closed")
         elif self._core.is_closing():
             info.append("closing")
-        info.append(f"fd={self._sock_fd}")
+        core = getattr(self, "_core", None)
+        info.append(f"fd={-1 if core is None else core._fd}")
         if self._loop is not None and not self._loop.is_closed():
             reading, writing = self._core._polling()
             info.append("read=polling" if reading else "read=idle")
@@ -320,12 +312,18 @@ class _SelectorDatagramTransport(_RoseTransport, transports.DatagramTransport):
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         self._setup(loop, sock, extra, None)
         self._address = address
+        if self._extra is None or "peername" not in self._extra:
+            try:
+                peername = sock.getpeername()
+            except OSError:
+                peername = None
+            self._cache_extra("peername", peername)
         core = _rose._SelectorDatagramTransport(
             loop,
             sock,
             protocol,
             address,
-            bool(self._peername),
+            bool(self._extra["peername"]),
             _compat.DATAGRAM_HEADER_SIZE,
             _compat.DATAGRAM_SENDS_EMPTY,
         )
@@ -340,9 +338,9 @@ class _SelectorDatagramTransport(_RoseTransport, transports.DatagramTransport):
 
 class _SelectorSocketTransport(_RoseTransport, transports.Transport):
     """rose's stream transport for TCP and Unix sockets; its I/O core is
-    `rose._rose.StreamTransport` (src/stream.rs). `write` is the core's."""
+    `rose._rose.StreamTransport` (src/stream.rs). `write` is the core's (installed below)."""
 
-    __slots__ = ("write",)
+    __slots__ = ()
 
     # asyncio's markers: `start_tls` and `sendfile` check them.
     _start_tls_compatible = True
@@ -362,7 +360,6 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         )
         core._set_transport(self)
         self._core = core
-        self.write = core.write
         if type(sock) is not _AcceptedSocket:  # (rose's accept set it already)
             base_events._set_nodelay(sock)
         self._start(protocol, waiter, context)
@@ -457,12 +454,23 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         self._core._empty_waiter = None
 
 
+# `write` is the core's, called straight from the transport (a method descriptor the core
+# installs, which reads the `_core` slot): no bound method per connection, no lookup per call.
+if not _rose._install_transport_write(_SelectorSocketTransport, _RoseTransport.__dict__["_core"]):
+
+    def _write(self, data):
+        self._core.write(data)
+
+    _SelectorSocketTransport.write = _write
+    del _write
+
+
 async def sendfile_native(loop, transp, file, offset, count):
     """`loop._sendfile_native`: zero-copy `os.sendfile` on a rose stream transport's socket,
     with the transport paused and its buffer drained first (asyncio's procedure)."""
     if not isinstance(transp, _SelectorSocketTransport):
         raise exceptions.SendfileNotAvailableError("transport is not supported by sendfile")
-    del loop._transports[transp._sock_fd]
+    transp._core._list_transport(False)
     resume_reading = transp.is_reading()
     transp.pause_reading()
     await transp._make_empty_waiter()
@@ -472,4 +480,4 @@ async def sendfile_native(loop, transp, file, offset, count):
         transp._reset_empty_waiter()
         if resume_reading:
             transp.resume_reading()
-        loop._transports[transp._sock_fd] = transp
+        transp._core._list_transport(True)

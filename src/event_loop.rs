@@ -17,7 +17,7 @@
 //! appends to the same queue and wakes the reactor only if the loop is parked.
 
 use std::cell::Ref;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ use crate::gil_cell::GilCell;
 use crate::handles::{new_untracked, Handle, LoopShared, Taken, TimerHandle};
 use crate::metrics::{threshold_ns, Kind, Phase, Stats, BUCKETS, CALLBACK_TIMING, SLOW_THRESHOLD_NS};
 use crate::reactor::{fork_generation, Reactor, Spawned, Wakeup, EV_DONE, EV_SELECTOR, EV_SIGNAL, EV_TIMER};
-use crate::selector::{Selector, Watchers};
+use crate::selector::{CoreOps, FdBuild, Selector, Watch, Watchers};
 use crate::timers::TimerHeap;
 
 /// While callbacks keep the loop busy, I/O is polled at least this often (rloop's figure).
@@ -59,9 +59,20 @@ fn deadline_ns(when: f64) -> i64 {
     }
 }
 
+/// An entry of the ready queue: a handle, or a transport core's reader or writer (an fd
+/// event of a core's own watch, see selector.rs), which runs only if the core still watches
+/// that direction when its turn comes (asyncio skips a handle cancelled meanwhile).
+enum Ready {
+    Handle(Py<Handle>),
+    Io(Py<PyAny>, &'static CoreOps, bool),
+}
+
+/// The (reader, writer) handles `loop._selector` shows for an fd.
+type WatchHandles = (Option<Py<Handle>>, Option<Py<Handle>>);
+
 #[pyclass(subclass, frozen, weakref, module = "rose._rose")]
 pub struct EventLoop {
-    ready: GilCell<VecDeque<Py<Handle>>>,
+    ready: GilCell<VecDeque<Ready>>,
     timers: GilCell<TimerHeap<Py<TimerHandle>>>,
     selector: GilCell<Selector>,
     reactor: GilCell<Option<Reactor>>,
@@ -93,6 +104,13 @@ pub struct EventLoop {
     slow_threshold: AtomicU64,
     /// The asyncio futures of Rust tasks spawned on the runtime (see bridge.rs).
     pending: Pending,
+    /// `loop._transports` (asyncio's weak-valued fd -> transport map, which `add_reader` and
+    /// the `sock_*` methods consult): the Python transport of each rose transport core, by
+    /// the core's fd. Borrowed pointers: a core enters its transport when it gets it and takes
+    /// the entry out before it lets the transport go (`detach`, the GC's clear, its drop), so
+    /// every pointer here is to a live object, and a transport nobody else holds can be
+    /// collected as with asyncio's weak map.
+    transports: GilCell<HashMap<i32, usize, FdBuild>>,
 }
 
 /// How many of the longest callbacks `metrics()` names.
@@ -239,7 +257,7 @@ impl EventLoop {
         };
         let handle = Self::oneshot_handle(slf, method, callback, args, context, !threadsafe)?;
         handle.get().set_threadsafe(threadsafe);
-        this.ready.borrow_mut(py).push_back(handle.clone_ref(py));
+        this.ready.borrow_mut(py).push_back(Ready::Handle(handle.clone_ref(py)));
         // Wakes the loop only if it is parked, which means the caller is another thread:
         // `call_soon_threadsafe`, or a plain `call_soon` from outside the loop, which asyncio
         // would leave waiting until something else wakes the loop.
@@ -456,20 +474,22 @@ impl EventLoop {
     fn queue_selector_events(&self, py: Python<'_>, events: &[(i32, u32)]) -> PyResult<()> {
         for &(fd, mask) in events {
             let (reader, writer) = self.selector.borrow_mut(py).handles_for(py, fd, mask);
-            for (handle, write) in [(reader, false), (writer, true)] {
-                let Some(handle) = handle else { continue };
-                if handle.get().is_cancelled() {
-                    let removed = self.unregister(py, fd, write)?;
-                    drop(removed);
-                } else {
-                    self.ready.borrow_mut(py).push_back(handle);
+            for (watch, write) in [(reader, false), (writer, true)] {
+                match watch {
+                    None => {}
+                    Some(Watch::Handle(handle)) if handle.get().is_cancelled() => {
+                        let removed = self.unregister(py, fd, write)?;
+                        drop(removed);
+                    }
+                    Some(Watch::Handle(handle)) => self.ready.borrow_mut(py).push_back(Ready::Handle(handle)),
+                    Some(Watch::Core(core, ops)) => self.ready.borrow_mut(py).push_back(Ready::Io(core, ops, write)),
                 }
             }
         }
         Ok(())
     }
 
-    fn unregister(&self, py: Python<'_>, fd: i32, write: bool) -> PyResult<Option<Py<Handle>>> {
+    fn unregister(&self, py: Python<'_>, fd: i32, write: bool) -> PyResult<Option<Watch>> {
         let reactor = self.reactor(py)?;
         Ok(self.selector.borrow_mut(py).remove(&reactor, fd, write))
     }
@@ -518,7 +538,7 @@ impl EventLoop {
             while timers.peek().is_some_and(|(when, _)| !(*when >= end_time)) {
                 let (_, handle) = timers.pop().expect("peeked");
                 handle.get().set_scheduled(false);
-                ready.push_back(handle.into_bound(py).into_super().unbind());
+                ready.push_back(Ready::Handle(handle.into_bound(py).into_super().unbind()));
                 fired += 1;
             }
             stats.timers_fired.add(fired);
@@ -557,10 +577,47 @@ impl EventLoop {
         let mut notable_at = if timed { this.notable_at(threshold) } else { u64::MAX };
         let mut t0 = if timed { clock.now() } else { 0 };
         for _ in 0..ntodo {
-            let Some(handle) = this.ready.borrow_mut(py).pop_front() else {
+            let Some(entry) = this.ready.borrow_mut(py).pop_front() else {
                 break;
             };
-            let handle = handle.into_bound(py);
+            let handle = match entry {
+                Ready::Handle(handle) => handle.into_bound(py),
+                Ready::Io(core, ops, write) => {
+                    let core = core.into_bound(py);
+                    if !timed {
+                        if (ops.ready)(&core, write)? {
+                            phase.count(Kind::Io as u8);
+                        }
+                        continue;
+                    }
+                    let start = if debug { monotonic_ns() } else { 0 };
+                    let ran = (ops.ready)(&core, write)?;
+                    let ns = if debug {
+                        (monotonic_ns() - start).max(0) as u64
+                    } else {
+                        let t1 = clock.now();
+                        let ns = clock.to_ns(t1.saturating_sub(t0));
+                        t0 = t1;
+                        ns
+                    };
+                    if !ran {
+                        continue;
+                    }
+                    phase.count(Kind::Io as u8);
+                    phase.time(ns);
+                    if debug {
+                        let handle = (ops.handle)(&core, write)?;
+                        py_helper(py, "_check_slow_callback")?.call1((slf, handle, ns_to_secs(ns as i64)))?;
+                    }
+                    if ns >= notable_at {
+                        let handle = (ops.handle)(&core, write)?.into_bound(py);
+                        Self::notable(slf, &handle, &None, ns, threshold)?;
+                        notable_at = this.notable_at(threshold);
+                    }
+                    t0 = clock.now(); // the reports are not the next callback's time
+                    continue;
+                }
+            };
             let h = handle.get();
             if h.is_cancelled() {
                 continue;
@@ -655,7 +712,8 @@ impl EventLoop {
         Ok(())
     }
 
-    /// A handle for a transport's own fd watch (no debug checks, as asyncio's `_add_reader`).
+    /// A handle that stands for a transport core's own fd watch where one must be shown (no
+    /// debug checks, as asyncio's `_add_reader`).
     pub(crate) fn make_watch_handle(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
@@ -685,20 +743,68 @@ impl EventLoop {
         write: bool,
         oneshot: bool,
     ) -> PyResult<()> {
+        handle.get().set_kind(Kind::Io);
+        Self::watch(slf, fd, Watch::Handle(handle), write, oneshot)
+    }
+
+    /// Watch `fd` for reading (or writing) with a transport core's own watch (see
+    /// selector.rs), replacing the previous watcher as `watch_fd` does.
+    pub(crate) fn watch_core(
+        slf: &Bound<'_, Self>,
+        fd: i32,
+        core: Py<PyAny>,
+        ops: &'static CoreOps,
+        write: bool,
+    ) -> PyResult<()> {
+        Self::watch(slf, fd, Watch::Core(core, ops), write, false)
+    }
+
+    fn watch(slf: &Bound<'_, Self>, fd: i32, watch: Watch, write: bool, oneshot: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        handle.get().set_kind(Kind::Io);
         let reactor = this.reactor(py)?;
         let old = this
             .selector
             .borrow_mut(py)
-            .add(&reactor, fd, write, handle, oneshot)
+            .add(&reactor, fd, write, watch, oneshot)
             .map_err(io_error)?;
         drop(reactor);
-        if let Some(old) = old {
+        if let Some(Watch::Handle(old)) = old {
             Handle::cancel_bound(old.bind(py))?;
         }
         Ok(())
+    }
+
+    /// Let every queued and registered handle give up its callback (closing, or a cycle the
+    /// GC breaks). Transport cores take part in the GC themselves.
+    fn release_all<'a>(
+        py: Python<'_>,
+        ready: impl Iterator<Item = &'a Ready>,
+        registered: impl Iterator<Item = &'a Watch>,
+    ) {
+        for entry in ready {
+            if let Ready::Handle(h) = entry {
+                h.get().release(py);
+            }
+        }
+        for watch in registered {
+            if let Watch::Handle(h) = watch {
+                h.get().release(py);
+            }
+        }
+    }
+
+    /// `transport` (alive until `forget_transport`) uses `fd` (see `transports`).
+    pub(crate) fn enter_transport(&self, py: Python<'_>, fd: i32, transport: &Py<PyAny>) {
+        self.transports.borrow_mut(py).insert(fd, transport.as_ptr() as usize);
+    }
+
+    /// `transport` no longer uses `fd` (an entry of another transport stays).
+    pub(crate) fn forget_transport(&self, py: Python<'_>, fd: i32, transport: &Py<PyAny>) {
+        let mut map = self.transports.borrow_mut(py);
+        if map.get(&fd) == Some(&(transport.as_ptr() as usize)) {
+            map.remove(&fd);
+        }
     }
 
     pub(crate) fn remove_reader_or_writer(slf: &Bound<'_, Self>, fd: i32, write: bool) -> PyResult<bool> {
@@ -708,10 +814,11 @@ impl EventLoop {
             return Ok(false);
         }
         match this.unregister(py, fd, write)? {
-            Some(old) => {
+            Some(Watch::Handle(old)) => {
                 Handle::cancel_bound(old.bind(py))?;
                 Ok(true)
             }
+            Some(Watch::Core(..)) => Ok(true),
             None => Ok(false),
         }
     }
@@ -743,6 +850,7 @@ impl EventLoop {
             longest_floor: AtomicU64::new(0),
             slow_threshold: AtomicU64::new(THRESHOLD_INHERIT),
             pending: Pending::default(),
+            transports: GilCell::new(HashMap::default()),
         }
     }
 
@@ -895,7 +1003,7 @@ impl EventLoop {
         d.set_item("timers_scheduled", st.timers_scheduled.get())?;
         d.set_item("timers_cancelled", st.timers_cancelled.get())?;
         d.set_item("timers_fired", st.timers_fired.get())?;
-        let watchers = self.selector.try_borrow(py).map_or(0, |s| s.handles().count());
+        let watchers = self.selector.try_borrow(py).map_or(0, |s| s.watches().count());
         d.set_item("fd_watchers", watchers)?;
         d.set_item("transports", st.transports_open.load(Ordering::Relaxed).max(0))?;
         d.set_item("bytes_read", st.bytes_read.get())?;
@@ -1128,7 +1236,7 @@ impl EventLoop {
     /// Queue an existing handle (asyncio's `_add_callback`): used for signal handlers.
     fn _add_callback(&self, py: Python<'_>, handle: Py<Handle>) {
         if !handle.get().is_cancelled() {
-            self.ready.borrow_mut(py).push_back(handle);
+            self.ready.borrow_mut(py).push_back(Ready::Handle(handle));
         }
     }
 
@@ -1143,14 +1251,45 @@ impl EventLoop {
         Self::remove_reader_or_writer(slf, fd, write)
     }
 
-    /// `(reader, writer)` handles watching `fd`, or None (for the read-only selector view).
-    fn _watched(&self, py: Python<'_>, fd: i32) -> Option<Watchers> {
-        self.selector.borrow_mut(py).get(py, fd)
+    /// `(reader, writer)` handles watching `fd`, or None (for the read-only selector view). A
+    /// transport core's own watch is shown as a handle made for the occasion.
+    fn _watched(&self, py: Python<'_>, fd: i32) -> PyResult<Option<WatchHandles>> {
+        let watched: Option<Watchers> = self.selector.borrow_mut(py).get(py, fd);
+        let Some((reader, writer)) = watched else {
+            return Ok(None);
+        };
+        let shown = |watch: Option<Watch>, write: bool| -> PyResult<Option<Py<Handle>>> {
+            match watch {
+                None => Ok(None),
+                Some(Watch::Handle(h)) => Ok(Some(h)),
+                Some(Watch::Core(core, ops)) => (ops.handle)(core.bind(py), write).map(Some),
+            }
+        };
+        Ok(Some((shown(reader, false)?, shown(writer, true)?)))
     }
 
     /// Every watched fd.
     fn _watched_fds(&self, py: Python<'_>) -> Vec<i32> {
         self.selector.borrow_mut(py).fds()
+    }
+
+    /// The rose transport using `fd`, or None (`loop._transports[fd]`).
+    fn _transport(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+        let fd: i32 = fd.extract().ok()?; // any other number is no transport's
+        let ptr = *self.transports.borrow_mut(py).get(&fd)?;
+        // SAFETY: an entry points to a live transport (see `transports`).
+        Some(unsafe { Bound::from_borrowed_ptr(py, ptr as *mut pyo3::ffi::PyObject) }.unbind())
+    }
+
+    /// Every (fd, transport) of `loop._transports`.
+    fn _transport_items(&self, py: Python<'_>) -> Vec<(i32, Py<PyAny>)> {
+        let map = self.transports.borrow_mut(py);
+        let entry = |fd: &i32, ptr: &usize| {
+            // SAFETY: as in `_transport`.
+            let transport = unsafe { Bound::from_borrowed_ptr(py, *ptr as *mut pyo3::ffi::PyObject) };
+            (*fd, transport.unbind())
+        };
+        map.iter().map(|(fd, ptr)| entry(fd, ptr)).collect()
     }
 
     /// Drop every queued callback, timer and registration and the reactor; the loop is closed
@@ -1166,8 +1305,11 @@ impl EventLoop {
             visit.call(&*value)?;
         }
         if let Some(ready) = self.ready.try_borrow_for_gc() {
-            for h in ready.iter() {
-                Handle::traverse_if_owned(h.bind(py), &visit)?;
+            for entry in ready.iter() {
+                match entry {
+                    Ready::Handle(h) => Handle::traverse_if_owned(h.bind(py), &visit)?,
+                    Ready::Io(core, ..) => visit.call(core)?,
+                }
             }
         }
         if let Some(timers) = self.timers.try_borrow_for_gc() {
@@ -1176,8 +1318,11 @@ impl EventLoop {
             }
         }
         if let Some(selector) = self.selector.try_borrow_for_gc() {
-            for h in selector.handles() {
-                Handle::traverse_if_owned(h.bind(py), &visit)?;
+            for watch in selector.watches() {
+                match watch {
+                    Watch::Handle(h) => Handle::traverse_if_owned(h.bind(py), &visit)?,
+                    Watch::Core(core, _) => visit.call(core)?,
+                }
             }
         }
         self.pending.traverse(&visit)?;
@@ -1191,9 +1336,7 @@ impl EventLoop {
             let ready = self.ready.try_borrow_mut(py).map(|mut r| std::mem::take(&mut *r));
             let timers = self.timers.try_borrow_mut(py).map(|mut t| t.take_all());
             let registered = self.selector.try_borrow_mut(py).map(|mut s| s.take_all());
-            for h in ready.iter().flatten().chain(registered.iter().flatten()) {
-                h.get().release(py);
-            }
+            Self::release_all(py, ready.iter().flatten(), registered.iter().flatten());
             for (_, t) in timers.iter().flatten() {
                 t.bind(py).as_super().get().release(py);
             }
@@ -1221,9 +1364,7 @@ impl EventLoop {
             }
         }
         // Break reference cycles through pending handles (they are not GC-tracked).
-        for h in ready.iter().chain(registered.iter()) {
-            h.get().release(py);
-        }
+        Self::release_all(py, ready.iter(), registered.iter());
         for (_, t) in timers.iter() {
             t.bind(py).as_super().get().release(py);
         }

@@ -6,7 +6,7 @@
 //! re-entrant borrow (a bug: Python code must never run while a cell is borrowed) into an error
 //! instead of undefined behaviour. A free-threaded build would swap this for a mutex.
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Ref, RefCell, RefMut, UnsafeCell};
 
 use pyo3::Python;
 
@@ -45,5 +45,47 @@ impl<T> GilCell<T> {
     #[inline]
     pub fn try_borrow_for_gc(&self) -> Option<Ref<'_, T>> {
         self.0.try_borrow().ok()
+    }
+}
+
+/// A value set at most once, with the GIL held, and never replaced or taken afterwards (until
+/// the owner drops it): readers get a plain reference, and the cell costs no borrow flag (an
+/// `Option<Py<..>>` in it is one pointer).
+pub struct GilOnce<T>(UnsafeCell<Option<T>>);
+
+// SAFETY: the value is written once (`set`, from None to Some) and only with the GIL held, and
+// never changed afterwards; readers hold the GIL (or are the garbage collector, which runs with
+// it), so no reader can see a write in progress.
+unsafe impl<T: Send> Sync for GilOnce<T> {}
+
+impl<T> GilOnce<T> {
+    pub const fn new(value: Option<T>) -> Self {
+        Self(UnsafeCell::new(value))
+    }
+
+    #[inline]
+    pub fn get(&self, _py: Python<'_>) -> Option<&T> {
+        self.get_for_gc()
+    }
+
+    /// For `__traverse__` (the GIL is held, without a token).
+    #[inline]
+    pub fn get_for_gc(&self) -> Option<&T> {
+        // SAFETY: once set, the value never changes (see the `Sync` note), so a shared
+        // reference to it stays valid as long as `self`.
+        unsafe { (*self.0.get()).as_ref() }
+    }
+
+    /// Set the value if there is none yet; otherwise hand `value` back.
+    pub fn set(&self, _py: Python<'_>, value: T) -> Result<(), T> {
+        // SAFETY: the GIL is held (the token), so no other thread reads or writes the cell now;
+        // a reference handed out earlier can only be to a value that is set, which is then
+        // left alone here.
+        let slot = unsafe { &mut *self.0.get() };
+        if slot.is_some() {
+            return Err(value);
+        }
+        *slot = Some(value);
+        Ok(())
     }
 }

@@ -112,8 +112,14 @@ pub(crate) fn new_untracked<T: PyClass>(py: Python<'_>, init: impl Into<PyClassI
     Ok(obj)
 }
 
+/// Whether `obj` is a `contextvars.Context` (exactly: what `PyContext_Enter` takes).
+pub(crate) fn is_context(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: reading the type pointer of a live object.
+    unsafe { ffi::Py_TYPE(obj.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyContext_Type) }
+}
+
 /// The current context, copied (what `contextvars.copy_context()` returns).
-fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
 }
@@ -465,9 +471,7 @@ impl Handle {
     fn call_in_context(&self, py: Python<'_>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         let ctx = self.context.borrow_mut(py).get().bind(py).clone();
         let ctx = &ctx;
-        // SAFETY: reading the type pointer of a live object.
-        let is_context = unsafe { ffi::Py_TYPE(ctx.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyContext_Type) };
-        if !is_context {
+        if !is_context(ctx) {
             // Whatever the user passed as `context=`: behave as asyncio does, `context.run(...)`.
             let mut all = vec![callback.clone()];
             all.extend(args.iter());

@@ -11,7 +11,6 @@
 //! (`call_soon_threadsafe`, a transport written from another thread) add atomically.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// Buckets of the callback-duration histogram: bucket 0 holds durations under 1024 ns, bucket
 /// `k` (1..=BUCKETS-2) those in [2^(9+k), 2^(10+k)) ns, the last one everything from 2^34 ns
@@ -116,45 +115,6 @@ impl Drop for Phase<'_> {
         if self.callback_ns != 0 {
             self.stats.callback_ns.add(self.callback_ns);
         }
-    }
-}
-
-/// A transport's link to its loop's counters: bytes moved, and "open" from creation until
-/// `connection_lost` has run (or the transport is dropped without it).
-pub struct TransportMetrics {
-    stats: Arc<Stats>,
-    open: AtomicBool,
-}
-
-impl TransportMetrics {
-    pub fn new(stats: &Arc<Stats>) -> Self {
-        stats.transports_open.fetch_add(1, Ordering::Relaxed);
-        Self {
-            stats: stats.clone(),
-            open: AtomicBool::new(true),
-        }
-    }
-
-    #[inline]
-    pub fn read(&self, n: usize) {
-        self.stats.bytes_read.add_shared(n as u64);
-    }
-
-    #[inline]
-    pub fn written(&self, n: usize) {
-        self.stats.bytes_written.add_shared(n as u64);
-    }
-
-    pub fn closed(&self) {
-        if self.open.swap(false, Ordering::Relaxed) {
-            self.stats.transports_open.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for TransportMetrics {
-    fn drop(&mut self) {
-        self.closed();
     }
 }
 

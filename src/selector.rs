@@ -1,6 +1,11 @@
-//! The registrations of `add_reader`/`add_writer`: fd -> (reader handle, writer handle), kept
-//! in step with the reactor's level-triggered epoll set, with the semantics of asyncio's
-//! selector loop (`_add_reader`, `_remove_reader`, `_process_events`, `EpollSelector`).
+//! The registrations of `add_reader`/`add_writer`: fd -> (reader, writer), kept in step with
+//! the reactor's level-triggered epoll set, with the semantics of asyncio's selector loop
+//! (`_add_reader`, `_remove_reader`, `_process_events`, `EpollSelector`).
+//!
+//! A watcher is a `Handle` (what asyncio registers) or, for rose's own transports, the
+//! transport core itself (`Watch::Core`): a connection's read watch then costs no handle, no
+//! bound method and no call through Python per event; the core keeps the context its callbacks
+//! run in, which is the context asyncio's handle would have copied.
 //!
 //! The user's fd is never touched otherwise: its blocking mode stays as it is.
 //!
@@ -23,10 +28,38 @@ use pyo3::prelude::*;
 use crate::handles::Handle;
 use crate::reactor::Reactor;
 
+/// What a transport core's own watch runs (see transport.rs): `ready(core, write)` runs the
+/// core's reader (or writer) if it still watches that direction (and says whether it ran);
+/// `handle(core, write)` makes
+/// a `Handle` that stands for the watch where one must be shown (an error report, a slow
+/// callback, `loop._selector`).
+pub struct CoreOps {
+    pub ready: for<'py> fn(&Bound<'py, PyAny>, bool) -> PyResult<bool>,
+    pub handle: for<'py> fn(&Bound<'py, PyAny>, bool) -> PyResult<Py<Handle>>,
+}
+
+/// The watcher of one direction of an fd.
+pub enum Watch {
+    /// `add_reader`/`add_writer` and the `sock_*` methods: a handle to run.
+    Handle(Py<Handle>),
+    /// A transport core watching its own socket: no handle, no bound method, no context of
+    /// its own (the core keeps the context its callbacks run in).
+    Core(Py<PyAny>, &'static CoreOps),
+}
+
+impl Watch {
+    pub fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Watch::Handle(h) => Watch::Handle(h.clone_ref(py)),
+            Watch::Core(c, ops) => Watch::Core(c.clone_ref(py), ops),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Registration {
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
+    reader: Option<Watch>,
+    writer: Option<Watch>,
     /// Registered with EPOLLONESHOT (see the module note).
     oneshot: bool,
     /// A one-shot registration reported an event: the kernel disarmed it.
@@ -48,7 +81,7 @@ impl Registration {
         ev
     }
 
-    fn slot(&mut self, write: bool) -> &mut Option<Py<Handle>> {
+    fn slot(&mut self, write: bool) -> &mut Option<Watch> {
         if write {
             &mut self.writer
         } else {
@@ -57,14 +90,14 @@ impl Registration {
     }
 }
 
-/// The (reader, writer) handles of one fd.
-pub type Watchers = (Option<Py<Handle>>, Option<Py<Handle>>);
+/// The (reader, writer) watchers of one fd.
+pub type Watchers = (Option<Watch>, Option<Watch>);
 
 /// A hasher for fds: one multiplication (Fibonacci hashing) instead of SipHash, whose cost
 /// showed in every I/O event's lookup (~100 instructions per lookup under callgrind). Fds are
 /// small non-negative integers chosen by the kernel, not by an attacker.
 #[derive(Default)]
-struct FdHasher(u64);
+pub(crate) struct FdHasher(u64);
 
 impl Hasher for FdHasher {
     fn finish(&self) -> u64 {
@@ -82,7 +115,7 @@ impl Hasher for FdHasher {
     }
 }
 
-type FdBuild = BuildHasherDefault<FdHasher>;
+pub(crate) type FdBuild = BuildHasherDefault<FdHasher>;
 
 #[derive(Default)]
 pub struct Selector {
@@ -108,8 +141,8 @@ impl Selector {
         self.map.is_empty()
     }
 
-    /// Register `handle` as the reader (or writer) of `fd`; returns the handle it replaces,
-    /// which the caller cancels (outside any borrow). `oneshot` asks for a watch that ends
+    /// Register `watch` as the reader (or writer) of `fd`; returns the watcher it replaces,
+    /// which the caller cancels if it is a handle (outside any borrow). `oneshot` asks for a watch that ends
     /// when one socket call completes (see the module note); an fd watched level-triggered in
     /// the other direction stays level-triggered.
     pub fn add(
@@ -117,13 +150,13 @@ impl Selector {
         reactor: &Reactor,
         fd: RawFd,
         write: bool,
-        handle: Py<Handle>,
+        watch: Watch,
         oneshot: bool,
-    ) -> io::Result<Option<Py<Handle>>> {
+    ) -> io::Result<Option<Watch>> {
         let oneshot = oneshot && self.map.get(&fd).is_none_or(|r| r.oneshot);
         let existed = self.map.contains_key(&fd) || self.dormant.remove(&fd);
         let reg = self.map.entry(fd).or_default();
-        let old = reg.slot(write).replace(handle);
+        let old = reg.slot(write).replace(watch);
         let was = (reg.oneshot, reg.disarmed);
         reg.oneshot = oneshot;
         reg.disarmed = false;
@@ -152,8 +185,8 @@ impl Selector {
         ctl_add_or_mod(reactor, fd, reg.epoll_events(), true)
     }
 
-    /// Unregister the reader (or writer) of `fd`; returns the removed handle.
-    pub fn remove(&mut self, reactor: &Reactor, fd: RawFd, write: bool) -> Option<Py<Handle>> {
+    /// Unregister the reader (or writer) of `fd`; returns the removed watcher.
+    pub fn remove(&mut self, reactor: &Reactor, fd: RawFd, write: bool) -> Option<Watch> {
         let reg = self.map.get_mut(&fd)?;
         let old = reg.slot(write).take();
         let events = reg.epoll_events();
@@ -186,7 +219,7 @@ impl Selector {
     /// The reader and writer of `fd`, if it is watched at all.
     pub fn get(&self, py: Python<'_>, fd: RawFd) -> Option<Watchers> {
         let reg = self.map.get(&fd)?;
-        let clone = |h: &Option<Py<Handle>>| h.as_ref().map(|h| h.clone_ref(py));
+        let clone = |w: &Option<Watch>| w.as_ref().map(|w| w.clone_ref(py));
         Some((clone(&reg.reader), clone(&reg.writer)))
     }
 
@@ -194,16 +227,16 @@ impl Selector {
         self.map.keys().copied().collect()
     }
 
-    /// Everything, for `close()`.
-    /// Every registered handle (for the loop's `__traverse__`).
-    pub fn handles(&self) -> impl Iterator<Item = &Py<Handle>> {
+    /// Every registered watcher (for the loop's `__traverse__` and its metrics).
+    pub fn watches(&self) -> impl Iterator<Item = &Watch> {
         self.map
             .values()
             .flat_map(|r| [r.reader.as_ref(), r.writer.as_ref()])
             .flatten()
     }
 
-    pub fn take_all(&mut self) -> Vec<Py<Handle>> {
+    /// Everything, for `close()`.
+    pub fn take_all(&mut self) -> Vec<Watch> {
         self.dormant.clear();
         self.map
             .drain()
@@ -212,7 +245,7 @@ impl Selector {
             .collect()
     }
 
-    /// The handles to run for an epoll event on `fd`, as asyncio's `EpollSelector` maps it
+    /// The watchers to run for an epoll event on `fd`, as asyncio's `EpollSelector` maps it
     /// (errors and hang-ups wake both directions). Returns (reader, writer).
     pub fn handles_for(&mut self, py: Python<'_>, fd: RawFd, events: u32) -> Watchers {
         let Some(reg) = self.map.get_mut(&fd) else {
@@ -223,9 +256,9 @@ impl Selector {
         }
         let readable = events & !(libc::EPOLLOUT as u32) != 0;
         let writable = events & !(libc::EPOLLIN as u32) != 0;
-        let pick = |want: bool, h: &Option<Py<Handle>>| {
+        let pick = |want: bool, w: &Option<Watch>| {
             if want {
-                h.as_ref().map(|h| h.clone_ref(py))
+                w.as_ref().map(|w| w.clone_ref(py))
             } else {
                 None
             }

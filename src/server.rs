@@ -2,8 +2,8 @@
 //! `accept4` and hands it out as an `AcceptedSocket` (the fd, the listener's family, type and
 //! protocol, and the peer's raw address), with no Python socket object and no address tuple.
 //! rose's `_accept_connection` (rose/loop.py) calls it; the stream transport made for the
-//! connection takes the fd over (`take_fd`), keeps the `AcceptedSocket` for its names, and
-//! makes the socket object only when someone asks for it (rose/transports.py).
+//! connection takes the fd and the peer's address over (`take_fd`, `take_peer`), and makes the
+//! socket object only when someone asks for it (rose/transports.py).
 //!
 //! Invariants: an `AcceptedSocket`'s fd is closed exactly once: by whoever took it, or by the
 //! `AcceptedSocket` itself when it goes away untaken (a protocol factory that failed).
@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use pyo3::prelude::*;
 
 use crate::errors::{last_errno, os_error};
-use crate::sockaddr::sockaddr_to_py;
+use crate::gil_cell::GilCell;
+use crate::sockaddr::{sockaddr_to_py, RawAddr};
 
 #[pyclass(frozen, module = "rose._rose")]
 pub struct AcceptedSocket {
@@ -26,14 +27,27 @@ pub struct AcceptedSocket {
     kind: i32,
     #[pyo3(get)]
     proto: i32,
-    /// The peer's sockaddr, as long as `accept4` filled it.
-    peer: Box<[u8]>,
+    /// The peer's sockaddr, as long as `accept4` filled it (None once a transport took it).
+    peer: GilCell<RawAddr>,
 }
 
 impl AcceptedSocket {
     /// Take the fd over (-1 if it was taken already).
     pub(crate) fn take_fd(&self) -> RawFd {
         self.fd.swap(-1, Ordering::Relaxed)
+    }
+
+    /// Take the peer's address over.
+    pub(crate) fn take_peer(&self, py: Python<'_>) -> RawAddr {
+        std::mem::replace(&mut *self.peer.borrow_mut(py), RawAddr::None)
+    }
+
+    pub(crate) fn family(&self) -> i32 {
+        self.family
+    }
+
+    pub(crate) fn proto(&self) -> i32 {
+        self.proto
     }
 }
 
@@ -56,7 +70,7 @@ impl AcceptedSocket {
 
     /// The peer's address, as `socket.accept()` gives it.
     fn peername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        sockaddr_to_py(py, &self.peer)
+        self.peer.borrow_mut(py).to_py(py)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -117,7 +131,7 @@ pub fn _accept(
             family,
             kind,
             proto,
-            peer: raw.into(),
+            peer: GilCell::new(RawAddr::from_raw(raw)),
         };
         if nodelay {
             let on: libc::c_int = 1;

@@ -191,7 +191,7 @@ impl SockOp {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
-        visit.call(self.sock.socket())?;
+        visit.call(self.sock.socket_for_gc())?;
         visit.call(&self.future)?;
         match &self.kind {
             Kind::Recv(_) => {}

@@ -134,6 +134,78 @@ pub(crate) fn sockaddr_to_py<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound
     }
 }
 
+/// A sockaddr kept small: an IPv4 address and port inline (16 bytes in all, no allocation),
+/// any other address boxed. What a connection keeps of its peer's address until someone asks.
+pub(crate) enum RawAddr {
+    None,
+    /// The address and the port, in network order, as the sockaddr_in holds them.
+    V4([u8; 4], u16),
+    Other(Box<OtherAddr>),
+}
+
+pub(crate) struct OtherAddr {
+    len: u8,
+    bytes: [u8; std::mem::size_of::<libc::sockaddr_un>()],
+}
+
+impl RawAddr {
+    /// The first `raw.len()` bytes of a sockaddr, as the kernel filled them.
+    pub(crate) fn from_raw(raw: &[u8]) -> Self {
+        let family_len = std::mem::size_of::<libc::sa_family_t>();
+        if raw.len() < family_len {
+            return RawAddr::None;
+        }
+        let family = libc::sa_family_t::from_ne_bytes([raw[0], raw[1]]);
+        if i32::from(family) == libc::AF_INET && raw.len() >= std::mem::size_of::<libc::sockaddr_in>() {
+            // SAFETY: the family and the length say `raw` holds a sockaddr_in; read unaligned.
+            let sa = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<libc::sockaddr_in>()) };
+            return RawAddr::V4(sa.sin_addr.s_addr.to_ne_bytes(), sa.sin_port);
+        }
+        let mut other = OtherAddr {
+            len: 0,
+            bytes: [0; std::mem::size_of::<libc::sockaddr_un>()],
+        };
+        let len = raw.len().min(other.bytes.len());
+        other.bytes[..len].copy_from_slice(&raw[..len]);
+        other.len = len as u8;
+        RawAddr::Other(Box::new(other))
+    }
+
+    /// The peer of the connected socket `fd` (`getpeername`), or None if it has none.
+    pub(crate) fn peer_of(fd: libc::c_int) -> Self {
+        // SAFETY: an all-zero sockaddr_storage is a valid value to be filled in.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `storage` and `len` describe a buffer of the size given.
+        if unsafe { libc::getpeername(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) } != 0 {
+            return RawAddr::None;
+        }
+        let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: getpeername filled the first `len` bytes of `storage`.
+        Self::from_raw(unsafe {
+            std::slice::from_raw_parts((&storage as *const libc::sockaddr_storage).cast::<u8>(), len)
+        })
+    }
+
+    /// The address as Python's socket module gives it (`sockaddr_to_py`); None for none.
+    pub(crate) fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            RawAddr::None => Ok(py.None().into_bound(py)),
+            RawAddr::V4(addr, port) => {
+                // SAFETY: an all-zero sockaddr_storage is valid; a sockaddr_in fits in it.
+                let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                // SAFETY: as above: the storage is large and aligned enough for a sockaddr_in.
+                let sa = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                sa.sin_family = libc::AF_INET as libc::sa_family_t;
+                sa.sin_port = *port;
+                sa.sin_addr.s_addr = u32::from_ne_bytes(*addr);
+                addr_to_py(py, &storage)
+            }
+            RawAddr::Other(other) => sockaddr_to_py(py, &other.bytes[..other.len as usize]),
+        }
+    }
+}
+
 /// `os.fsdecode` of a path (the file system encoding, surrogateescape), as the socket module
 /// decodes AF_UNIX paths.
 fn fs_decode<'py>(py: Python<'py>, path: &[u8]) -> PyResult<Bound<'py, PyString>> {

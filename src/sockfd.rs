@@ -18,18 +18,19 @@
 //! and closes it itself (`close_owned`) if nobody did. No user code can close an fd it never
 //! saw, so no check is needed while the core owns it.
 //!
-//! Invariants: `fd` is the number the socket had when the core was made; `lost` only ever goes
-//! from false to true; after it does, no syscall is made on `fd` through this value. `owns` is
-//! true only while there is no socket object; it goes to false once, at `adopt` or at close.
+//! Invariants: `fd` is the number the socket had when the core was made; `LOST` is only ever
+//! set, never cleared; once it is, no syscall is made on `fd` through this value. `OWNS` is set
+//! only while there is no socket object; it is cleared once, at `adopt` or at close.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+
+use crate::gil_cell::GilOnce;
 
 /// Where the socket object keeps its fd, if the probe confirmed it.
 static LAYOUT: PyOnceLock<Option<usize>> = PyOnceLock::new();
@@ -56,25 +57,35 @@ fn layout(py: Python<'_>) -> Option<usize> {
     *LAYOUT.get_or_init(py, || probe_layout(py).ok().flatten())
 }
 
+/// `SockFd::flags`: the socket's fd can be read at the probed offset.
+const FAST: u8 = 1;
+/// The fd is this value's own: no socket object yet (see the module note).
+const OWNS: u8 = 2;
+/// The socket let the fd go: no syscall on it any more.
+const LOST: u8 = 4;
+
 /// The pure part: has the socket lost the fd? `current` is the fd the socket holds now.
-fn check(fd: RawFd, lost: &AtomicBool, current: impl FnOnce() -> RawFd) -> Result<RawFd, i32> {
-    if lost.load(Ordering::Relaxed) {
+fn check(fd: RawFd, flags: &AtomicU8, current: impl FnOnce() -> RawFd) -> Result<RawFd, i32> {
+    if flags.load(Ordering::Relaxed) & LOST != 0 {
         return Err(libc::EBADF);
     }
     if current() != fd {
-        lost.store(true, Ordering::Relaxed);
+        flags.fetch_or(LOST, Ordering::Relaxed);
         return Err(libc::EBADF);
     }
     Ok(fd)
 }
 
 pub struct SockFd {
-    /// The socket object, with whether its fd can be read at the probed offset (`fast`).
-    sock: OnceLock<(Py<PyAny>, bool)>,
+    /// The socket object (none for an fd owned without one, until `adopt`).
+    sock: GilOnce<Py<PyAny>>,
     fd: RawFd,
-    /// The fd is this value's own: no socket object yet (see the module note).
-    owns: AtomicBool,
-    lost: AtomicBool,
+    /// For an fd owned without a socket object: the family and protocol of the socket object
+    /// to make for it (its type is SOCK_STREAM).
+    family: u8,
+    proto: u16,
+    /// `FAST`, `OWNS`, `LOST` (one byte: the value fits in 16 with the pointer).
+    flags: AtomicU8,
 }
 
 /// Is `sock` a `_socket.socket` whose fd the probed layout can read?
@@ -90,20 +101,24 @@ impl SockFd {
         let py = sock.py();
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         Ok(Self {
-            sock: OnceLock::from((sock.clone().unbind(), fast_for(sock)?)),
+            flags: AtomicU8::new(if fast_for(sock)? { FAST } else { 0 }),
+            sock: GilOnce::new(Some(sock.clone().unbind())),
             fd,
-            owns: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
+            family: 0,
+            proto: 0,
         })
     }
 
-    /// An fd with no socket object, owned by this value from now on.
-    pub fn new_owned(fd: RawFd) -> Self {
+    /// An fd with no socket object, owned by this value from now on: a stream socket of
+    /// `family` and `proto` (what `socket.socket(family, SOCK_STREAM, proto, fileno=fd)` would
+    /// be made of, see `kind`).
+    pub fn new_owned(fd: RawFd, family: i32, proto: i32) -> Self {
         Self {
-            sock: OnceLock::new(),
+            sock: GilOnce::new(None),
+            flags: AtomicU8::new(OWNS),
             fd,
-            owns: AtomicBool::new(true),
-            lost: AtomicBool::new(false),
+            family: family as u8, // AF_UNIX, AF_INET, AF_INET6
+            proto: proto as u16,
         }
     }
 
@@ -111,19 +126,21 @@ impl SockFd {
     /// now on the socket owns it, and each syscall checks that it still does.
     pub fn adopt(&self, sock: &Bound<'_, PyAny>) -> PyResult<()> {
         let fast = fast_for(sock)?;
-        if self.sock.set((sock.clone().unbind(), fast)).is_ok() {
-            self.owns.store(false, Ordering::Relaxed);
+        if self.sock.set(sock.py(), sock.clone().unbind()).is_ok() {
+            let flags = self.flags.load(Ordering::Relaxed) & !OWNS;
+            self.flags
+                .store(if fast { flags | FAST } else { flags }, Ordering::Relaxed);
         }
         Ok(())
     }
 
     /// Close the fd if this value owns it (no socket object was made); true if it did.
     pub fn close_owned(&self) -> bool {
-        if !self.owns.swap(false, Ordering::Relaxed) {
+        if self.flags.fetch_and(!OWNS, Ordering::Relaxed) & OWNS == 0 {
             return false;
         }
-        self.lost.store(true, Ordering::Relaxed);
-        // SAFETY: the fd is ours (`owns`): nothing else holds or closes it.
+        self.flags.fetch_or(LOST, Ordering::Relaxed);
+        // SAFETY: the fd is ours (`OWNS`): nothing else holds or closes it.
         unsafe { libc::close(self.fd) };
         true
     }
@@ -131,18 +148,18 @@ impl SockFd {
     /// The fd to make a syscall on, or EBADF once the socket no longer owns it.
     #[inline]
     pub fn get(&self, py: Python<'_>) -> Result<RawFd, i32> {
-        if self.owns.load(Ordering::Relaxed) {
+        if self.flags.load(Ordering::Relaxed) & OWNS != 0 {
             return Ok(self.fd);
         }
-        check(self.fd, &self.lost, || self.current(py))
+        check(self.fd, &self.flags, || self.current(py))
     }
 
     fn current(&self, py: Python<'_>) -> RawFd {
-        let Some((sock, fast)) = self.sock.get() else {
+        let Some(sock) = self.sock.get(py) else {
             return -1; // closed by its owner (`close_owned`)
         };
         let sock = sock.bind(py);
-        if *fast {
+        if self.flags.load(Ordering::Relaxed) & FAST != 0 {
             // SAFETY: `sock` is a live `_socket.socket` (checked in `new`) whose layout the
             // probe confirmed: an int at this offset is its fd.
             return unsafe { *sock.as_ptr().cast::<u8>().add(SOCK_FD_OFFSET).cast::<RawFd>() };
@@ -152,14 +169,24 @@ impl SockFd {
             .unwrap_or(-1)
     }
 
+    /// (family, type, proto) of an fd owned without a socket object.
+    pub fn kind(&self) -> (i32, i32, i32) {
+        (i32::from(self.family), libc::SOCK_STREAM, i32::from(self.proto))
+    }
+
     /// The number the socket had, for bookkeeping only (selector keys, reprs): no syscall.
     pub fn number(&self) -> RawFd {
         self.fd
     }
 
     /// The socket object (None for an fd owned without one, see `new_owned`).
-    pub fn socket(&self) -> Option<&Py<PyAny>> {
-        self.sock.get().map(|(sock, _)| sock)
+    pub fn socket(&self, py: Python<'_>) -> Option<&Py<PyAny>> {
+        self.sock.get(py)
+    }
+
+    /// The socket object, for `__traverse__`.
+    pub fn socket_for_gc(&self) -> Option<&Py<PyAny>> {
+        self.sock.get_for_gc()
     }
 }
 
@@ -176,23 +203,23 @@ mod tests {
 
     #[test]
     fn owned_while_the_socket_holds_the_fd() {
-        let lost = AtomicBool::new(false);
-        assert_eq!(check(7, &lost, || 7), Ok(7));
-        assert_eq!(check(7, &lost, || 7), Ok(7));
+        let flags = AtomicU8::new(0);
+        assert_eq!(check(7, &flags, || 7), Ok(7));
+        assert_eq!(check(7, &flags, || 7), Ok(7));
     }
 
     #[test]
     fn lost_for_good_once_the_socket_lets_it_go() {
-        let lost = AtomicBool::new(false);
-        assert_eq!(check(7, &lost, || -1), Err(libc::EBADF));
+        let flags = AtomicU8::new(0);
+        assert_eq!(check(7, &flags, || -1), Err(libc::EBADF));
         // The number reused by another socket does not make it ours again.
-        assert_eq!(check(7, &lost, || 7), Err(libc::EBADF));
-        assert!(lost.load(Ordering::Relaxed));
+        assert_eq!(check(7, &flags, || 7), Err(libc::EBADF));
+        assert!(flags.load(Ordering::Relaxed) & LOST != 0);
     }
 
     #[test]
     fn another_fd_is_not_ours() {
-        let lost = AtomicBool::new(false);
-        assert_eq!(check(7, &lost, || 8), Err(libc::EBADF));
+        let flags = AtomicU8::new(0);
+        assert_eq!(check(7, &flags, || 8), Err(libc::EBADF));
     }
 }

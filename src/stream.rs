@@ -18,23 +18,27 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PySystemError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
+use pyo3::Borrowed;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
-use crate::metrics::TransportMetrics;
 use crate::server::{sockname, AcceptedSocket};
+use crate::sockaddr::RawAddr;
 use crate::sockfd::SockFd;
 use crate::transport::{
-    call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
-    maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
+    call_transport, close, count_open, detach, fatal, force_close, forget_on_drop, is_closing, is_reading,
+    list_transport, log_lost_write, maybe_pause_protocol, maybe_resume_protocol, not_bytes_like, pause_reading,
+    protocol_of, read_ready_paused, release_objects, resume_reading, retry_later, set_transport,
     set_write_buffer_limits, start_reading, transport_of, try_copy, unwatch, watch, with_scratch, Common, Core,
     CoreState, RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
@@ -65,10 +69,31 @@ pub struct State {
     common: Common,
     /// The protocol is a `BufferedProtocol`.
     buffered: bool,
-    buf: WriteBuffer<Chunk>,
     eof: bool,
+    /// Made the first time the connection buffers (or sends a file), then kept: an idle or
+    /// always-sending connection carries no write buffer.
+    out: Option<Box<Outgoing>>,
+}
+
+#[derive(Default)]
+struct Outgoing {
+    buf: WriteBuffer<Chunk>,
     /// asyncio's `_empty_waiter` (sendfile waits for the buffer to drain).
     empty_waiter: Option<Py<PyAny>>,
+}
+
+impl State {
+    fn buf_is_empty(&self) -> bool {
+        self.out.as_ref().is_none_or(|o| o.buf.is_empty())
+    }
+
+    fn out(&mut self) -> &mut Outgoing {
+        self.out.get_or_insert_with(Default::default)
+    }
+
+    fn empty_waiter(&self) -> Option<&Py<PyAny>> {
+        self.out.as_ref().and_then(|o| o.empty_waiter.as_ref())
+    }
 }
 
 impl CoreState for State {
@@ -79,18 +104,19 @@ impl CoreState for State {
     }
 
     fn pending(&self) -> usize {
-        self.buf.len()
+        self.out.as_ref().map_or(0, |o| o.buf.len())
     }
 
     fn discard(&mut self) -> VecDeque<Chunk> {
-        self.buf.clear()
+        self.out.as_mut().map(|o| o.buf.clear()).unwrap_or_default()
     }
 }
 
 #[pyclass(frozen, module = "rose._rose")]
 pub struct StreamTransport {
     event_loop: Py<EventLoop>,
-    metrics: TransportMetrics,
+    /// The peer's address as the connection began (asyncio's `peername`, converted when asked).
+    peer: RawAddr,
     /// The socket and its fd (no syscall once the socket has let the fd go: see sockfd.rs).
     sock: SockFd,
     state: GilCell<State>,
@@ -112,8 +138,18 @@ impl Core for StreamTransport {
         self.sock.number()
     }
 
-    fn metrics(&self) -> &TransportMetrics {
-        &self.metrics
+    fn on_ready(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
+        if write {
+            Self::_write_ready(slf)
+        } else {
+            Self::_read_ready(slf)
+        }
+    }
+}
+
+impl Drop for StreamTransport {
+    fn drop(&mut self) {
+        forget_on_drop(self);
     }
 }
 
@@ -145,7 +181,7 @@ impl StreamTransport {
             let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             match n {
                 n if n > 0 => {
-                    self.metrics.read(n as usize);
+                    self.stats().bytes_read.add_shared(n as u64);
                     Ok(Some(PyBytes::new(py, &buf[..n as usize])))
                 }
                 0 => Ok(None),
@@ -195,7 +231,7 @@ impl StreamTransport {
         };
         drop(view);
         if n > 0 {
-            self.metrics.read(n as usize);
+            self.stats().bytes_read.add_shared(n as u64);
         }
         match n {
             n if n > 0 => self.call_protocol(
@@ -230,7 +266,7 @@ impl StreamTransport {
         if n < 0 {
             Err(last_errno())
         } else {
-            self.metrics.written(n as usize);
+            self.stats().bytes_written.add_shared(n as u64);
             Ok(n as usize)
         }
     }
@@ -245,7 +281,7 @@ impl StreamTransport {
             if st.eof {
                 return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
             }
-            if st.empty_waiter.is_some() {
+            if st.empty_waiter().is_some() {
                 return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
             }
             if data.len()? == 0 {
@@ -280,24 +316,36 @@ impl StreamTransport {
         buffered: bool,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        // A connection rose accepted comes with no socket object: the core takes its fd over.
-        let sock = match sock.cast::<AcceptedSocket>() {
-            Ok(accepted) => match accepted.get().take_fd() {
-                -1 => return Err(os_error(libc::EBADF)),
-                fd => SockFd::new_owned(fd),
-            },
-            Err(_) => SockFd::new(sock)?,
+        // A connection rose accepted comes with no socket object: the core takes its fd and
+        // its peer's address over.
+        let py = sock.py();
+        let (sock, peer) = match sock.cast::<AcceptedSocket>() {
+            Ok(accepted) => {
+                let accepted = accepted.get();
+                match accepted.take_fd() {
+                    -1 => return Err(os_error(libc::EBADF)),
+                    fd => (
+                        SockFd::new_owned(fd, accepted.family(), accepted.proto()),
+                        accepted.take_peer(py),
+                    ),
+                }
+            }
+            Err(_) => {
+                let sock = SockFd::new(sock)?;
+                let peer = RawAddr::peer_of(sock.number());
+                (sock, peer)
+            }
         };
+        count_open(event_loop.get());
         Ok(Self {
-            metrics: TransportMetrics::new(&event_loop.get().shared().stats),
             event_loop,
+            peer,
             sock,
             state: GilCell::new(State {
                 common: Common::new(protocol, context),
                 buffered,
-                buf: WriteBuffer::default(),
                 eof: false,
-                empty_waiter: None,
+                out: None,
             }),
         })
     }
@@ -305,10 +353,11 @@ impl StreamTransport {
     /// The socket object of a connection that has none yet (see `SockFd::new_owned`): made
     /// now, `socket.socket(family, type, proto, fileno=fd)` in non-blocking mode, as
     /// `socket.accept()` and asyncio would have made it; from now on it owns the fd.
-    fn _make_socket<'py>(&self, py: Python<'py>, family: i32, kind: i32, proto: i32) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(sock) = self.sock.socket() {
+    fn _make_socket<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(sock) = self.sock.socket(py) {
             return Ok(sock.bind(py).clone());
         }
+        let (family, kind, proto) = self.sock.kind();
         let fd = self.sock.get(py).map_err(os_error)?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "fileno"), fd)?;
@@ -326,6 +375,27 @@ impl StreamTransport {
         self.sock.close_owned()
     }
 
+    /// The peer's address, taken as the connection began (None if it had none).
+    fn _peername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.peer.to_py(py)
+    }
+
+    /// The fd the transport was made with (asyncio's `_sock_fd`).
+    #[getter]
+    fn _fd(&self) -> RawFd {
+        self.sock.number()
+    }
+
+    /// The socket object, if there is one (made by `_make_socket`, or given).
+    fn _socket(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.sock.socket(py).map(|s| s.clone_ref(py))
+    }
+
+    /// (family, type, proto) of the socket object `_make_socket` makes.
+    fn _socket_kind(&self) -> (i32, i32, i32) {
+        self.sock.kind()
+    }
+
     /// `getsockname()` of the connection, without a socket object.
     fn _sockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let fd = self.sock.get(py).map_err(os_error)?;
@@ -333,8 +403,12 @@ impl StreamTransport {
     }
 
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
-        let old = self.state.borrow_mut(py).common.transport.replace(transport);
-        drop(old);
+        set_transport(self, py, transport);
+    }
+
+    /// Enter the transport in `loop._transports` again (`enter`), or take it out.
+    fn _list_transport(&self, py: Python<'_>, enter: bool) {
+        list_transport(self, py, enter);
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>, buffered: bool) {
@@ -377,12 +451,13 @@ impl StreamTransport {
         let this = slf.get();
         let result = {
             let mut st = this.state.borrow_mut(py);
-            if st.common.conn_lost > 0 || st.buf.is_empty() {
+            if st.common.conn_lost > 0 || st.buf_is_empty() {
                 return Ok(());
             }
-            let result = this.flush(py, &st.buf);
+            let out = st.out();
+            let result = this.flush(py, &out.buf);
             if let Ok(n) = result {
-                let sent = st.buf.consume(n);
+                let sent = out.buf.consume(n);
                 drop(st);
                 drop(sent);
             }
@@ -394,7 +469,7 @@ impl StreamTransport {
                 unwatch(this, py, true)?;
                 let (dropped, waiter) = {
                     let mut st = this.state.borrow_mut(py);
-                    (st.buf.clear(), st.empty_waiter.as_ref().map(|w| w.clone_ref(py)))
+                    (st.discard(), st.empty_waiter().map(|w| w.clone_ref(py)))
                 };
                 drop(dropped);
                 let exc = os_error(errno).into_value(py).into_any();
@@ -414,8 +489,8 @@ impl StreamTransport {
                                                   // Decided under the borrow, done after it: (closing, eof, the empty waiter).
                 let drained = {
                     let st = this.state.borrow_mut(py);
-                    st.buf.is_empty().then(|| {
-                        let waiter = st.empty_waiter.as_ref().map(|w| w.clone_ref(py));
+                    st.buf_is_empty().then(|| {
+                        let waiter = st.empty_waiter().map(|w| w.clone_ref(py));
                         (st.common.closing, st.eof, waiter)
                     })
                 };
@@ -464,7 +539,7 @@ impl StreamTransport {
         if st.eof {
             return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
         }
-        if st.empty_waiter.is_some() {
+        if st.empty_waiter().is_some() {
             return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
         }
         if slice.is_empty() {
@@ -475,7 +550,7 @@ impl StreamTransport {
             return Self::_lost_write(slf);
         }
         let mut sent = 0;
-        if st.buf.is_empty() {
+        if st.buf_is_empty() {
             let n = match this.sock.get(py) {
                 // SAFETY: sending from a live buffer of `slice.len()` bytes.
                 Ok(fd) => unsafe { libc::send(fd, slice.as_ptr().cast(), slice.len(), libc::MSG_NOSIGNAL) },
@@ -486,7 +561,7 @@ impl StreamTransport {
             };
             if n >= 0 {
                 sent = n as usize;
-                this.metrics.written(sent);
+                this.stats().bytes_written.add_shared(sent as u64);
                 if sent == slice.len() {
                     return Ok(());
                 }
@@ -503,12 +578,13 @@ impl StreamTransport {
         }
         match &bytes {
             Some(b) => {
-                st.buf.push(Chunk::Shared(Bound::clone(b).unbind()));
-                let empty = st.buf.consume(sent);
+                let out = st.out();
+                out.buf.push(Chunk::Shared(Bound::clone(b).unbind()));
+                let empty = out.buf.consume(sent);
                 debug_assert!(empty.is_empty());
             }
             None => match try_copy(&slice[sent..]) {
-                Ok(copy) => st.buf.push(Chunk::Owned(copy)),
+                Ok(copy) => st.out().buf.push(Chunk::Owned(copy)),
                 // Part of the data may have gone already: the stream cannot go on whole.
                 Err(err) => {
                     drop(st);
@@ -544,7 +620,7 @@ impl StreamTransport {
                 return Ok(());
             }
             st.eof = true;
-            st.buf.is_empty()
+            st.buf_is_empty()
         };
         if shutdown {
             self.shutdown_write(py)?;
@@ -586,7 +662,7 @@ impl StreamTransport {
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.state.borrow_mut(py).buf.len()
+        self.state.borrow_mut(py).pending()
     }
 
     /// Set the watermarks (already checked by the caller, as asyncio checks them).
@@ -600,12 +676,12 @@ impl StreamTransport {
 
     #[getter]
     fn _empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow_mut(py).empty_waiter.as_ref().map(|w| w.clone_ref(py))
+        self.state.borrow_mut(py).empty_waiter().map(|w| w.clone_ref(py))
     }
 
     #[setter(_empty_waiter)]
     fn set_empty_waiter(&self, py: Python<'_>, waiter: Option<Py<PyAny>>) {
-        let old = std::mem::replace(&mut self.state.borrow_mut(py).empty_waiter, waiter);
+        let old = std::mem::replace(&mut self.state.borrow_mut(py).out().empty_waiter, waiter);
         drop(old);
     }
 
@@ -621,7 +697,7 @@ impl StreamTransport {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).common.flow.protocol_paused
+        self.state.borrow_mut(py).common.protocol_paused
     }
 
     /// asyncio's `_paused`: `pause_reading()` was called (and not undone).
@@ -649,7 +725,9 @@ impl StreamTransport {
         // could lead back here, so no cycle goes through this edge.
         if let Some(st) = self.state.try_borrow_for_gc() {
             st.common.traverse(&visit)?;
-            visit.call(&st.empty_waiter)?;
+            if let Some(out) = &st.out {
+                visit.call(&out.empty_waiter)?;
+            }
         }
         Ok(())
     }
@@ -657,15 +735,117 @@ impl StreamTransport {
     fn __clear__(&self) {
         Python::attach(|py| {
             if let Some(mut st) = self.state.try_borrow_mut(py) {
-                let taken = (
-                    st.common.protocol.take(),
-                    st.common.transport.take(),
-                    st.common.context.take(),
-                    st.empty_waiter.take(),
-                );
+                let waiter = st.out.as_mut().and_then(|o| o.empty_waiter.take());
+                let taken = (release_objects(self, py, &mut st.common), waiter);
                 drop(st);
                 drop(taken);
             }
         });
+    }
+}
+
+/// Where the Python transport keeps its core: the offset of `_RoseTransport`'s `_core` slot
+/// (see `_install_transport_write`); 0 until installed.
+static CORE_OFFSET: AtomicIsize = AtomicIsize::new(0);
+
+/// `_SelectorSocketTransport.write(data)`: the core's `write` called straight from the Python
+/// transport, through a method descriptor (as a C type's method is), so that no transport
+/// keeps a bound method of its core (72 bytes per connection) and the call costs no attribute
+/// lookup.
+///
+/// # Safety
+/// Called by CPython with the GIL held, as a `METH_O` method of the class it was installed on:
+/// the method descriptor has checked that `slf` is an instance of it (whose layout has the
+/// `_core` slot at `CORE_OFFSET`).
+unsafe extern "C" fn transport_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| -> PyResult<()> {
+        let offset = CORE_OFFSET.load(Ordering::Relaxed);
+        // SAFETY: `slf` is an instance of the class whose `_core` slot is at `offset` (see the
+        // function's contract); a slot holds an object pointer or NULL when unset.
+        let core = unsafe { *slf.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>() };
+        if core.is_null() {
+            return Err(PyAttributeError::new_err("write"));
+        }
+        // SAFETY: a live object the slot holds a reference to; `data` is the call's argument.
+        let (core, data) = unsafe { (Borrowed::from_ptr(py, core), Borrowed::from_ptr(py, data)) };
+        let core = core.cast::<StreamTransport>()?;
+        StreamTransport::write(&core, &data)
+    }));
+    match result {
+        Ok(Ok(())) => {
+            // SAFETY: returning a new reference to None.
+            unsafe { ffi::Py_NewRef(ffi::Py_None()) }
+        }
+        Ok(Err(err)) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            PySystemError::new_err("rose internal error in write()").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Install `write` (see `transport_write`) on `cls`, whose instances keep their core in the
+/// slot `slot` describes (`_RoseTransport.__dict__['_core']`). False, and nothing installed,
+/// if `slot` is not an object slot of `cls`'s layout named `_core`: the caller then defines a
+/// plain `write`.
+#[pyfunction]
+pub fn _install_transport_write(py: Python<'_>, cls: &Bound<'_, PyType>, slot: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let member_type = py
+        .import(intern!(py, "types"))?
+        .getattr(intern!(py, "MemberDescriptorType"))?;
+    if !slot.get_type().is(&member_type) {
+        return Ok(false);
+    }
+    // SAFETY: `slot` is a member descriptor (checked above): a PyMemberDescrObject whose
+    // d_member describes the slot.
+    let (owner, offset, type_code, name) = unsafe {
+        let descr = slot.as_ptr().cast::<ffi::PyMemberDescrObject>();
+        let member = (*descr).d_member;
+        (
+            (*descr).d_common.d_type,
+            (*member).offset,
+            (*member).type_code,
+            std::ffi::CStr::from_ptr((*member).name),
+        )
+    };
+    // SAFETY: `owner` is the descriptor's live type object.
+    let owner = unsafe { Borrowed::from_ptr(py, owner.cast::<ffi::PyObject>()) };
+    let basicsize: isize = cls.getattr(intern!(py, "__basicsize__"))?.extract()?;
+    let fits = offset > 0 && offset as usize % std::mem::size_of::<usize>() == 0 && offset < basicsize;
+    if name != c"_core" || type_code != ffi::Py_T_OBJECT_EX || !fits || !cls.is_subclass(&owner)? {
+        return Ok(false);
+    }
+    CORE_OFFSET.store(offset, Ordering::Relaxed);
+    // The definition must outlive the descriptor: leak it (one per process).
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"write".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: transport_write,
+        },
+        ml_flags: ffi::METH_O,
+        ml_doc: c"write($self, data, /)\n--\n\nWrite bytes-like data to the transport (sent at once if nothing is buffered).".as_ptr(),
+    }));
+    // SAFETY: `cls` is a live type object and `def` lives forever.
+    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def)) }?;
+    cls.setattr(intern!(py, "write"), descr)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle connection's memory is mostly its core and its Python transport (see
+    /// benchmarks/idle_rss.py): what only a buffering connection needs is boxed (`Outgoing`),
+    /// and the core, with CPython's object and GC headers (32 bytes), fits pymalloc's 176-byte
+    /// class. A field more must be weighed against that.
+    #[test]
+    fn a_connection_core_stays_small() {
+        assert!(std::mem::size_of::<super::StreamTransport>() + 32 <= 176);
+        assert_eq!(std::mem::size_of::<crate::sockaddr::RawAddr>(), 16);
+        assert_eq!(std::mem::size_of::<crate::sockfd::SockFd>(), 16);
     }
 }

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PySystemExit};
 use pyo3::ffi;
@@ -15,6 +16,9 @@ use pyo3::{PyClass, PyTraverseError, PyVisit};
 use crate::errors::py_helper;
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
+use crate::handles::{copy_context, is_context, Handle};
+use crate::metrics::Stats;
+use crate::selector::CoreOps;
 
 /// The most one read takes. asyncio reads up to 256 KiB (`max_size`); with 64 KiB messages
 /// over loopback a 256 KiB `recv` measured twice the kernel time of a 64 KiB one (the copy
@@ -127,8 +131,8 @@ pub fn call_transport<'py>(
 pub struct FlowControl {
     pub high: f64,
     pub low: f64,
-    limits: Option<(Py<PyAny>, Py<PyAny>)>,
-    pub protocol_paused: bool,
+    /// The watermarks as given (none: the defaults), boxed: most transports keep the defaults.
+    limits: Option<Box<(Py<PyAny>, Py<PyAny>)>>,
 }
 
 impl Default for FlowControl {
@@ -137,42 +141,23 @@ impl Default for FlowControl {
             high: 64.0 * 1024.0,
             low: 16.0 * 1024.0,
             limits: None,
-            protocol_paused: false,
         }
     }
 }
 
 impl FlowControl {
-    /// True (and paused from now on) when a buffer of `size` bytes must pause the protocol.
-    pub fn pause_now(&mut self, size: usize) -> bool {
-        if size as f64 <= self.high || self.protocol_paused {
-            return false;
-        }
-        self.protocol_paused = true;
-        true
-    }
-
-    /// True (and resumed from now on) when a buffer of `size` bytes lets the protocol resume.
-    pub fn resume_now(&mut self, size: usize) -> bool {
-        if !self.protocol_paused || size as f64 > self.low {
-            return false;
-        }
-        self.protocol_paused = false;
-        true
-    }
-
     /// New watermarks (checked by the caller, and already converted to floats: a `__float__`
     /// is Python code, which must not run while the state is borrowed); returns the old ones
     /// to drop outside the borrow.
-    pub fn set(&mut self, high: (f64, Py<PyAny>), low: (f64, Py<PyAny>)) -> Option<(Py<PyAny>, Py<PyAny>)> {
+    pub fn set(&mut self, high: (f64, Py<PyAny>), low: (f64, Py<PyAny>)) -> Option<Box<(Py<PyAny>, Py<PyAny>)>> {
         self.high = high.0;
         self.low = low.0;
-        self.limits.replace((high.1, low.1))
+        self.limits.replace(Box::new((high.1, low.1)))
     }
 
     /// `get_write_buffer_limits()`: `(low, high)`.
     pub fn limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        Ok(match &self.limits {
+        Ok(match self.limits.as_deref() {
             Some((high, low)) => (low.clone_ref(py), high.clone_ref(py)),
             None => (
                 (self.low as usize).into_pyobject(py)?.into_any().unbind(),
@@ -205,25 +190,6 @@ pub fn flow_callback(
             (message, err.into_value(py)),
         ),
     }
-}
-
-/// Register the transport `slf`'s callback `method` as the reader (or writer) of `fd`: a watch
-/// handle exists only while registered, so a transport that neither reads nor writes is not
-/// kept alive by the loop.
-pub fn watch_fd(
-    slf: &Bound<'_, PyAny>,
-    event_loop: &Bound<'_, EventLoop>,
-    fd: RawFd,
-    write: bool,
-    method: &Bound<'_, PyString>,
-    context: Option<Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let handle = EventLoop::make_watch_handle(event_loop, slf.getattr(method)?, context)?;
-    EventLoop::watch_fd(event_loop, fd, handle, write, false)
-}
-
-pub fn unwatch_fd(event_loop: &Bound<'_, EventLoop>, fd: RawFd, write: bool) -> PyResult<()> {
-    EventLoop::remove_reader_or_writer(event_loop, fd, write).map(drop)
 }
 
 /// The type error of `write()`/`sendto()` (`method`) for anything but bytes, bytearray and
@@ -260,7 +226,16 @@ pub struct Common {
     pub paused: bool,
     pub read_watched: bool,
     pub write_watched: bool,
+    /// The contexts the reader and the writer run in while watched: what asyncio's watch
+    /// handles would hold (the transport's context, or a copy of the current one made when
+    /// the watch began).
+    pub read_ctx: Option<Py<PyAny>>,
+    pub write_ctx: Option<Py<PyAny>>,
     pub flow: FlowControl,
+    /// The protocol was told to pause writing (asyncio's `_protocol_paused`).
+    pub protocol_paused: bool,
+    /// Counted in the loop's open transports (from its making until `detach` or its drop).
+    pub counted: bool,
 }
 
 impl Common {
@@ -274,14 +249,58 @@ impl Common {
             paused: false,
             read_watched: false,
             write_watched: false,
+            read_ctx: None,
+            write_ctx: None,
             flow: FlowControl::default(),
+            protocol_paused: false,
+            counted: true,
         }
     }
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.protocol)?;
         visit.call(&self.context)?;
+        visit.call(&self.read_ctx)?;
+        visit.call(&self.write_ctx)?;
         visit.call(&self.transport)
+    }
+
+    /// True (and paused from now on) when a buffer of `size` bytes must pause the protocol.
+    pub fn pause_now(&mut self, size: usize) -> bool {
+        if size as f64 <= self.flow.high || self.protocol_paused {
+            return false;
+        }
+        self.protocol_paused = true;
+        true
+    }
+
+    /// True (and resumed from now on) when a buffer of `size` bytes lets the protocol resume.
+    pub fn resume_now(&mut self, size: usize) -> bool {
+        if !self.protocol_paused || size as f64 > self.flow.low {
+            return false;
+        }
+        self.protocol_paused = false;
+        true
+    }
+
+    /// Every Python object it holds, taken out (for the caller to drop outside the borrow).
+    pub fn take_objects(&mut self) -> [Option<Py<PyAny>>; 5] {
+        [
+            self.protocol.take(),
+            self.transport.take(),
+            self.context.take(),
+            self.read_ctx.take(),
+            self.write_ctx.take(),
+        ]
+    }
+
+    /// Whether one direction is watched, and the context it runs in.
+    fn watch_state(&mut self, write: bool) -> (&mut bool, &mut Option<Py<PyAny>>) {
+        if write {
+            (&mut self.write_watched, &mut self.write_ctx)
+        } else {
+            (&mut self.read_watched, &mut self.read_ctx)
+        }
     }
 }
 
@@ -302,11 +321,22 @@ pub trait Core: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
     type State: CoreState;
     /// The name of the writer callback method.
     const WRITE_READY: &'static str;
+    /// The core's own fd watch (see selector.rs).
+    const OPS: &'static CoreOps = &CoreOps {
+        ready: core_ready::<Self>,
+        handle: core_handle::<Self>,
+    };
+    /// The reader callback (asyncio's `_read_ready`), or with `write` the writer's.
+    fn on_ready(slf: &Bound<'_, Self>, write: bool) -> PyResult<()>;
     fn state(&self) -> &GilCell<Self::State>;
     fn event_loop(&self) -> &Py<EventLoop>;
     fn fd(&self) -> RawFd;
-    /// Its link to the loop's counters (bytes, open transports).
-    fn metrics(&self) -> &crate::metrics::TransportMetrics;
+
+    /// The loop's counters (bytes moved, transports open).
+    #[inline]
+    fn stats(&self) -> &Stats {
+        &self.event_loop().get().shared().stats
+    }
 }
 
 pub fn transport_of<C: Core>(this: &C, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -350,50 +380,142 @@ pub fn fatal<C: Core>(this: &C, py: Python<'_>, err: PyErr, message: &str) -> Py
     )
 }
 
-/// Set the watched flag of one direction; returns its old value.
-fn set_watched<C: Core>(this: &C, py: Python<'_>, write: bool, value: bool) -> bool {
-    let mut st = this.state().borrow_mut(py);
-    let common = st.common();
-    let flag = if write {
-        &mut common.write_watched
-    } else {
-        &mut common.read_watched
-    };
-    std::mem::replace(flag, value)
-}
-
-/// Watch the fd in one direction (no-op if watched already).
+/// Watch the fd in one direction (no-op if watched already): the core itself is the watcher
+/// (see selector.rs), and the callback runs in the transport's context if it has one (3.15),
+/// else in a copy of the current context, made now, as asyncio's watch handle makes it.
 pub fn watch<C: Core>(slf: &Bound<'_, C>, write: bool) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
-    if set_watched(this, py, write, true) {
-        return Ok(());
-    }
-    let method = if write {
-        PyString::intern(py, C::WRITE_READY)
-    } else {
-        intern!(py, "_read_ready").clone()
+    let context = {
+        let mut st = this.state().borrow_mut(py);
+        let common = st.common();
+        if *common.watch_state(write).0 {
+            return Ok(());
+        }
+        common.context.as_ref().map(|c| c.clone_ref(py))
     };
-    let context = context_of(this, py);
-    watch_fd(
-        slf.as_any(),
+    let context = match context {
+        Some(c) => c,
+        None => copy_context(py)?,
+    };
+    let old = {
+        let mut st = this.state().borrow_mut(py);
+        let (watched, ctx) = st.common().watch_state(write);
+        *watched = true;
+        ctx.replace(context)
+    };
+    drop(old); // outside the borrow
+    EventLoop::watch_core(
         this.event_loop().bind(py),
         this.fd(),
+        slf.clone().into_any().unbind(),
+        C::OPS,
         write,
-        &method,
-        context,
     )
     .inspect_err(|_| {
-        set_watched(this, py, write, false);
+        let ctx = {
+            let mut st = this.state().borrow_mut(py);
+            let (watched, ctx) = st.common().watch_state(write);
+            *watched = false;
+            ctx.take()
+        };
+        drop(ctx);
     })
 }
 
-/// Stop watching one direction (if watched): a syscall, and the handle is cancelled.
+/// Stop watching one direction (if watched): a syscall; a reader or writer queued already
+/// will not run.
 pub fn unwatch<C: Core>(this: &C, py: Python<'_>, write: bool) -> PyResult<()> {
-    if !set_watched(this, py, write, false) {
-        return Ok(());
+    let ctx = {
+        let mut st = this.state().borrow_mut(py);
+        let (watched, ctx) = st.common().watch_state(write);
+        if !std::mem::replace(watched, false) {
+            return Ok(());
+        }
+        ctx.take()
+    };
+    drop(ctx);
+    EventLoop::remove_reader_or_writer(this.event_loop().bind(py), this.fd(), write).map(drop)
+}
+
+/// `CoreOps::ready` of a core: its reader or writer, in the watch's context, if the direction
+/// is still watched. A failure is reported as asyncio reports a failing callback ("Exception
+/// in callback _SelectorSocketTransport._read_ready()"), except `SystemExit` and
+/// `KeyboardInterrupt`, which stop the loop.
+fn core_ready<C: Core>(core: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
+    let py = core.py();
+    let core = core.cast::<C>()?;
+    let this = core.get();
+    let ctx = {
+        let mut st = this.state().borrow_mut(py);
+        let (watched, ctx) = st.common().watch_state(write);
+        if !*watched {
+            return Ok(false);
+        }
+        ctx.as_ref().map(|c| c.clone_ref(py).into_bound(py))
+    };
+    let result = match &ctx {
+        Some(ctx) if is_context(ctx) => {
+            // SAFETY: `ctx` is a live contextvars.Context (checked above).
+            if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            let result = C::on_ready(core, write);
+            // SAFETY: entered just above, on this thread.
+            if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            result
+        }
+        // Whatever was given as the transport's context: as asyncio, `context.run(callback)`.
+        Some(ctx) => core
+            .as_any()
+            .getattr(ready_method::<C>(py, write))
+            .and_then(|m| ctx.call_method1(intern!(py, "run"), (m,)))
+            .map(drop),
+        None => C::on_ready(core, write),
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) if is_exit(py, &err) => Err(err),
+        Err(err) => {
+            let handle = core_handle::<C>(core.as_any(), write)?;
+            let callback = core.as_any().getattr(ready_method::<C>(py, write))?;
+            py_helper(py, "_callback_error")?.call1((
+                this.event_loop().bind(py),
+                handle,
+                err.into_value(py),
+                callback,
+                PyTuple::empty(py),
+            ))?;
+            Ok(true)
+        }
     }
-    unwatch_fd(this.event_loop().bind(py), this.fd(), write)
+}
+
+fn ready_method<C: Core>(py: Python<'_>, write: bool) -> Bound<'_, PyString> {
+    if write {
+        PyString::intern(py, C::WRITE_READY)
+    } else {
+        intern!(py, "_read_ready").clone()
+    }
+}
+
+/// `CoreOps::handle` of a core: a handle that runs its reader or writer in the watch's context.
+fn core_handle<C: Core>(core: &Bound<'_, PyAny>, write: bool) -> PyResult<Py<Handle>> {
+    let py = core.py();
+    let core = core.cast::<C>()?;
+    let this = core.get();
+    let ctx = {
+        let mut st = this.state().borrow_mut(py);
+        st.common()
+            .watch_state(write)
+            .1
+            .as_ref()
+            .map(|c| c.clone_ref(py).into_bound(py))
+    };
+    let callback = core.as_any().getattr(ready_method::<C>(py, write))?;
+    EventLoop::make_watch_handle(this.event_loop().bind(py), callback, ctx)
 }
 
 pub fn schedule_connection_lost<C: Core>(this: &C, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
@@ -517,7 +639,7 @@ pub fn maybe_pause_protocol<C: Core>(this: &C, py: Python<'_>) -> PyResult<()> {
         let mut st = this.state().borrow_mut(py);
         let size = st.pending();
         let common = st.common();
-        if !common.flow.pause_now(size) {
+        if !common.pause_now(size) {
             return Ok(());
         }
         common.protocol.as_ref().map(|p| p.clone_ref(py))
@@ -537,7 +659,7 @@ pub fn maybe_resume_protocol<C: Core>(this: &C, py: Python<'_>) -> PyResult<()> 
         let mut st = this.state().borrow_mut(py);
         let size = st.pending();
         let common = st.common();
-        if !common.flow.resume_now(size) {
+        if !common.resume_now(size) {
             return Ok(());
         }
         common.protocol.as_ref().map(|p| p.clone_ref(py))
@@ -569,20 +691,77 @@ pub fn set_write_buffer_limits<C: Core>(
 /// After `connection_lost`: the socket is closed (its fd number may belong to a new socket
 /// already), so every I/O path must see the connection as lost; let go of the protocol, the
 /// Python transport and anything buffered.
+/// A new core counts as an open transport (`Common::counted`).
+pub fn count_open(event_loop: &EventLoop) {
+    event_loop
+        .shared()
+        .stats
+        .transports_open
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// The core no longer counts as open (once).
+fn count_closed<C: Core>(this: &C, common: &mut Common) {
+    if std::mem::replace(&mut common.counted, false) {
+        this.stats().transports_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub fn detach<C: Core>(this: &C, py: Python<'_>) {
-    this.metrics().closed();
     let taken = {
         let mut st = this.state().borrow_mut(py);
+        count_closed(this, st.common());
         let dropped = st.discard();
         let common = st.common();
         common.conn_lost = common.conn_lost.max(1);
         common.closing = true;
-        (
-            common.protocol.take(),
-            common.transport.take(),
-            common.context.take(),
-            dropped,
-        )
+        (release_objects(this, py, common), dropped)
     };
     drop(taken);
+}
+
+/// The core's Python transport (`_set_transport`), which it enters in `loop._transports`.
+pub fn set_transport<C: Core>(this: &C, py: Python<'_>, transport: Py<PyAny>) {
+    let event_loop = this.event_loop().get();
+    event_loop.enter_transport(py, this.fd(), &transport);
+    // A transport it had before was entered under the same fd: the new entry replaced it.
+    let old = this.state().borrow_mut(py).common().transport.replace(transport);
+    drop(old);
+}
+
+/// Enter the core's transport in `loop._transports` again (`enter`), or take it out
+/// (asyncio's sendfile does both while it sends on the transport's socket itself).
+pub fn list_transport<C: Core>(this: &C, py: Python<'_>, enter: bool) {
+    let mut st = this.state().borrow_mut(py);
+    let event_loop = this.event_loop().get();
+    if let Some(t) = st.common().transport.as_ref() {
+        if enter {
+            event_loop.enter_transport(py, this.fd(), t);
+        } else {
+            event_loop.forget_transport(py, this.fd(), t);
+        }
+    }
+}
+
+/// Every Python object `common` holds, taken out for the caller to drop outside the borrow;
+/// the transport leaves `loop._transports` first (see `EventLoop::transports`).
+pub fn release_objects<C: Core>(this: &C, py: Python<'_>, common: &mut Common) -> [Option<Py<PyAny>>; 5] {
+    if let Some(t) = common.transport.as_ref() {
+        this.event_loop().get().forget_transport(py, this.fd(), t);
+    }
+    common.take_objects()
+}
+
+/// For a core's `Drop`: its transport leaves `loop._transports`, and it no longer counts as
+/// open (a core dropped without a `detach`, its transport collected with it).
+pub fn forget_on_drop<C: Core>(this: &C) {
+    Python::attach(|py| {
+        if let Some(mut st) = this.state().try_borrow_mut(py) {
+            let common = st.common();
+            count_closed(this, common);
+            if let Some(t) = common.transport.as_ref() {
+                this.event_loop().get().forget_transport(py, this.fd(), t);
+            }
+        }
+    });
 }

@@ -26,12 +26,12 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::errors::{last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
-use crate::metrics::TransportMetrics;
 use crate::sockaddr::addr_to_py;
 use crate::sockfd::SockFd;
 use crate::transport::{
-    call_transport, close, detach, fatal, force_close, is_closing, is_reading, log_lost_write, maybe_pause_protocol,
-    maybe_resume_protocol, not_bytes_like, pause_reading, protocol_of, read_ready_paused, resume_reading, retry_later,
+    call_transport, close, count_open, detach, fatal, force_close, forget_on_drop, is_closing, is_reading,
+    list_transport, log_lost_write, maybe_pause_protocol, maybe_resume_protocol, not_bytes_like, pause_reading,
+    protocol_of, read_ready_paused, release_objects, resume_reading, retry_later, set_transport,
     set_write_buffer_limits, start_reading, transport_of, unwatch, watch, with_scratch, Common, Core, CoreState,
     RawBuffer, LOG_THRESHOLD_FOR_CONNLOST_WRITES, READ_SIZE,
 };
@@ -70,7 +70,6 @@ impl CoreState for State {
 #[pyclass(frozen, name = "_SelectorDatagramTransport", module = "rose._rose")]
 pub struct DatagramTransport {
     event_loop: Py<EventLoop>,
-    metrics: TransportMetrics,
     /// The Python socket object (for what is not done here: see the module note) and its fd
     /// (no syscall once the socket has let it go: see sockfd.rs).
     sock: SockFd,
@@ -83,6 +82,12 @@ pub struct DatagramTransport {
     sends_empty: bool,
     state: GilCell<State>,
     peer: GilCell<Option<PeerCache>>,
+}
+
+impl Drop for DatagramTransport {
+    fn drop(&mut self) {
+        forget_on_drop(self);
+    }
 }
 
 impl Core for DatagramTransport {
@@ -101,8 +106,13 @@ impl Core for DatagramTransport {
         self.sock.number()
     }
 
-    fn metrics(&self) -> &TransportMetrics {
-        &self.metrics
+    fn on_ready(slf: &Bound<'_, Self>, write: bool) -> PyResult<()> {
+        let this = slf.get();
+        if write {
+            this._sendto_ready(slf.py())
+        } else {
+            this._read_ready(slf.py())
+        }
     }
 }
 
@@ -268,13 +278,13 @@ impl DatagramTransport {
                 None => {
                     return match self
                         .sock
-                        .socket()
+                        .socket(py)
                         .expect("a datagram transport is made with its socket")
                         .bind(py)
                         .call_method1(intern!(py, "sendto"), (pydata, addr))
                     {
                         Ok(_) => {
-                            self.metrics.written(data.len());
+                            self.stats().bytes_written.add_shared(data.len() as u64);
                             Sent::Done
                         }
                         Err(err)
@@ -289,7 +299,7 @@ impl DatagramTransport {
             }
         };
         if n >= 0 {
-            self.metrics.written(n as usize);
+            self.stats().bytes_written.add_shared(n as u64);
             return Sent::Done;
         }
         match last_errno() {
@@ -322,8 +332,8 @@ impl DatagramTransport {
         sends_empty: bool,
     ) -> PyResult<Self> {
         let py = sock.py();
+        count_open(event_loop.get());
         Ok(Self {
-            metrics: TransportMetrics::new(&event_loop.get().shared().stats),
             event_loop,
             family: sock.getattr(intern!(py, "family"))?.extract()?,
             sock: SockFd::new(sock)?,
@@ -340,9 +350,24 @@ impl DatagramTransport {
         })
     }
 
+    /// The fd the transport was made with (asyncio's `_sock_fd`).
+    #[getter]
+    fn _fd(&self) -> RawFd {
+        self.sock.number()
+    }
+
+    /// The socket object.
+    fn _socket(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.sock.socket(py).map(|s| s.clone_ref(py))
+    }
+
     fn _set_transport(&self, py: Python<'_>, transport: Py<PyAny>) {
-        let old = self.state.borrow_mut(py).common.transport.replace(transport);
-        drop(old);
+        set_transport(self, py, transport);
+    }
+
+    /// Enter the transport in `loop._transports` again (`enter`), or take it out.
+    fn _list_transport(&self, py: Python<'_>, enter: bool) {
+        list_transport(self, py, enter);
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: Py<PyAny>) {
@@ -389,7 +414,7 @@ impl DatagramTransport {
             if n < 0 {
                 Err(last_errno())
             } else {
-                self.metrics.read(n as usize);
+                self.stats().bytes_read.add_shared(n as u64);
                 Ok(PyBytes::new(py, &buf[..n as usize]))
             }
         });
@@ -558,7 +583,7 @@ impl DatagramTransport {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow_mut(py).common.flow.protocol_paused
+        self.state.borrow_mut(py).common.protocol_paused
     }
 
     /// asyncio's `_paused`: `pause_reading()` was called (and not undone).
@@ -603,8 +628,7 @@ impl DatagramTransport {
         Python::attach(|py| {
             if let Some(mut st) = self.state.try_borrow_mut(py) {
                 let taken = (
-                    st.common.protocol.take(),
-                    st.common.transport.take(),
+                    release_objects(self, py, &mut st.common),
                     st.address.take(),
                     std::mem::take(&mut st.queue),
                 );
@@ -621,7 +645,7 @@ impl DatagramTransport {
         let max_size = 256 * 1024;
         match self
             .sock
-            .socket()
+            .socket(py)
             .expect("a datagram transport is made with its socket")
             .bind(py)
             .call_method1(intern!(py, "recvfrom"), (max_size,))

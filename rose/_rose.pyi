@@ -1,5 +1,6 @@
 """The compiled core of rose (`rose._rose`). Use `rose.Loop`, not these classes directly."""
 
+import asyncio
 import contextvars
 import socket
 from collections.abc import Callable
@@ -22,7 +23,7 @@ __all__ = [
     "_dns_generation",
     "_get_slow_callback_threshold",
     "_install_fast_methods",
-    "_install_transport_write",
+    "_install_transport_methods",
     "_set_callback_timing",
     "_set_slow_callback_threshold",
     "_set_threadsafe_handles",
@@ -74,6 +75,8 @@ class EventLoop:
     def _closed(self) -> bool: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> EventLoop: ...
     def _check_closed(self) -> None: ...
+    def create_future(self) -> asyncio.Future[Any]:
+        """`asyncio.futures.Future(loop=self)`, as asyncio's."""
     def create_task(self, coro: Any, *args: Any, **kwargs: Any) -> Any:
         """asyncio's `create_task()` (its common case in the core)."""
     def time(self) -> float:
@@ -176,10 +179,11 @@ def _install_fast_methods(cls: type[EventLoop], qualnames: tuple[str, str, str, 
     """Put the raw vectorcall versions of call_soon/call_soon_threadsafe/call_later/call_at
     on `cls` (a subclass of `EventLoop`)."""
 
-def _install_transport_write(cls: type, slot: Any) -> bool:
-    """Put `write` on `cls` (rose's stream transport class): a method descriptor that calls
-    the `StreamTransport` in the slot `slot` describes (`_RoseTransport.__dict__['_core']`).
-    False, and nothing installed, if `slot` is not such a slot."""
+def _install_transport_methods(cls: type, slot: Any) -> bool:
+    """Put `write`, `is_closing`, `is_reading`, `get_write_buffer_size` and `get_protocol` on
+    `cls` (rose's stream transport class): method descriptors that call the `StreamTransport`
+    in the slot `slot` describes (`_RoseTransport.__dict__['_core']`). False, and nothing
+    installed, if `slot` is not such a slot."""
 
 @final
 class StreamTransport:

@@ -31,7 +31,6 @@ from asyncio import (
     constants,
     coroutines,
     events,
-    futures,
     selector_events,
     sslproto,
     trsock,
@@ -348,8 +347,7 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
 
     # -- futures and tasks ----------------------------------------------------------------
 
-    def create_future(self):
-        return futures.Future(loop=self)
+    # create_future() is the core's: futures.Future(loop=self), as asyncio's.
 
     # create_task() is the core's: asyncio.Task(coro, loop=self, ...) in the common case, the
     # running asyncio's own create_task otherwise (a task factory, debug mode, other keywords).

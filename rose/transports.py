@@ -338,7 +338,8 @@ class _SelectorDatagramTransport(_RoseTransport, transports.DatagramTransport):
 
 class _SelectorSocketTransport(_RoseTransport, transports.Transport):
     """rose's stream transport for TCP and Unix sockets; its I/O core is
-    `rose._rose.StreamTransport` (src/stream.rs). `write` is the core's (installed below)."""
+    `rose._rose.StreamTransport` (src/stream.rs). `write` and the other hot methods are the
+    core's (installed below)."""
 
     __slots__ = ()
 
@@ -454,9 +455,12 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         self._core._empty_waiter = None
 
 
-# `write` is the core's, called straight from the transport (a method descriptor the core
-# installs, which reads the `_core` slot): no bound method per connection, no lookup per call.
-if not _rose._install_transport_write(_SelectorSocketTransport, _RoseTransport.__dict__["_core"]):
+# The hot methods (`write`, `is_closing`, `is_reading`, `get_write_buffer_size`,
+# `get_protocol`) are the core's, called straight from the transport: method descriptors the
+# core installs, which read the `_core` slot (no Python frame, no bound method per connection,
+# no lookup per call). Should that fail, `write` is defined here and the others are
+# _RoseTransport's.
+if not _rose._install_transport_methods(_SelectorSocketTransport, _RoseTransport.__dict__["_core"]):
 
     def _write(self, data):
         self._core.write(data)

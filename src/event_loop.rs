@@ -121,6 +121,9 @@ const THRESHOLD_INHERIT: u64 = u64::MAX - 1;
 /// asyncio's `BaseEventLoop.create_task` and `asyncio.tasks` (see `create_task`).
 static ASYNCIO_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TASKS_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `asyncio.futures` and the keyword names of `Future(loop=...)` (see `create_future`).
+static FUTURES_MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOOP_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 
 /// How many spare handles (and, apart, timer handles) a loop keeps: enough for a burst of a
 /// thousand callbacks (a `gather` of 1000 tasks, 1000 `call_soon`s from one callback) to reuse
@@ -917,6 +920,29 @@ impl EventLoop {
     /// asyncio's `_check_closed()`, called by most loop methods (a C call, not a Python frame).
     fn _check_closed(&self) -> PyResult<()> {
         self.check_closed()
+    }
+
+    /// `create_future()`: `futures.Future(loop=self)` as asyncio's, the class looked up at each
+    /// call as asyncio's is (no Python frame, no keyword dict).
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let futures = FUTURES_MODULE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import(pyo3::intern!(py, "asyncio.futures"))?.into_any().unbind())
+        })?;
+        let future_type = futures.bind(py).getattr(pyo3::intern!(py, "Future"))?;
+        let kwnames = LOOP_KWNAMES.get_or_try_init(py, || -> PyResult<Py<PyTuple>> {
+            Ok(PyTuple::new(py, [pyo3::intern!(py, "loop")])?.unbind())
+        })?;
+        let args = [slf.as_ptr()];
+        // SAFETY: a vectorcall of a live callable with one keyword argument (`loop`, named by
+        // the tuple `kwnames`), whose value is in `args`; it returns a new reference or NULL
+        // with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyObject_Vectorcall(future_type.as_ptr(), args.as_ptr(), 0, kwnames.as_ptr()),
+            )
+        }
     }
 
     /// `create_task()`: the common case in Rust — no task factory, outside debug mode, only

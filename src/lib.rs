@@ -85,7 +85,7 @@ fn _rose(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamTransport>()?;
     m.add_class::<server::AcceptedSocket>()?;
     m.add_function(wrap_pyfunction!(server::_accept, m)?)?;
-    m.add_function(wrap_pyfunction!(stream::_install_transport_write, m)?)?;
+    m.add_function(wrap_pyfunction!(stream::_install_transport_methods, m)?)?;
     m.add_class::<udp::DatagramTransport>()?;
     m.add_class::<sock::SockOp>()?;
     m.add_function(wrap_pyfunction!(sock::_sock_try_recv, m)?)?;

@@ -745,56 +745,166 @@ impl StreamTransport {
 }
 
 /// Where the Python transport keeps its core: the offset of `_RoseTransport`'s `_core` slot
-/// (see `_install_transport_write`); 0 until installed.
+/// (see `_install_transport_methods`); 0 until installed.
 static CORE_OFFSET: AtomicIsize = AtomicIsize::new(0);
 
-/// `_SelectorSocketTransport.write(data)`: the core's `write` called straight from the Python
-/// transport, through a method descriptor (as a C type's method is), so that no transport
-/// keeps a bound method of its core (72 bytes per connection) and the call costs no attribute
-/// lookup.
+/// The core in the `_core` slot of the Python transport `slf`.
 ///
 /// # Safety
-/// Called by CPython with the GIL held, as a `METH_O` method of the class it was installed on:
-/// the method descriptor has checked that `slf` is an instance of it (whose layout has the
-/// `_core` slot at `CORE_OFFSET`).
-unsafe extern "C" fn transport_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
+/// `slf` must be an instance of the class the methods were installed on (the method descriptor
+/// checks that before the call), whose layout has the `_core` slot at `CORE_OFFSET`.
+unsafe fn core_of<'a, 'py>(py: Python<'py>, slf: *mut ffi::PyObject) -> PyResult<Borrowed<'a, 'py, StreamTransport>> {
+    let offset = CORE_OFFSET.load(Ordering::Relaxed);
+    // SAFETY: see the function's contract; a slot holds an object pointer, or NULL when unset.
+    let core = unsafe { *slf.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>() };
+    if core.is_null() {
+        return Err(PyAttributeError::new_err("_core"));
+    }
+    // SAFETY: a live object the slot holds a reference to, for the call's duration.
+    let core = unsafe { Borrowed::from_ptr(py, core) };
+    Ok(core.cast::<StreamTransport>()?)
+}
+
+/// Run `f` as a method of the Python transport: Python's calling convention on the way out, a
+/// panic (a bug) turned into a SystemError.
+///
+/// # Safety
+/// As `core_of`.
+unsafe fn transport_method(
+    slf: *mut ffi::PyObject,
+    name: &str,
+    f: impl FnOnce(Python<'_>, &Bound<'_, StreamTransport>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| -> PyResult<()> {
-        let offset = CORE_OFFSET.load(Ordering::Relaxed);
-        // SAFETY: `slf` is an instance of the class whose `_core` slot is at `offset` (see the
-        // function's contract); a slot holds an object pointer or NULL when unset.
-        let core = unsafe { *slf.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>() };
-        if core.is_null() {
-            return Err(PyAttributeError::new_err("write"));
-        }
-        // SAFETY: a live object the slot holds a reference to; `data` is the call's argument.
-        let (core, data) = unsafe { (Borrowed::from_ptr(py, core), Borrowed::from_ptr(py, data)) };
-        let core = core.cast::<StreamTransport>()?;
-        StreamTransport::write(&core, &data)
+    let result = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: forwarded from the caller's contract.
+        let core = unsafe { core_of(py, slf) }?;
+        f(py, &core)
     }));
     match result {
-        Ok(Ok(())) => {
-            // SAFETY: returning a new reference to None.
-            unsafe { ffi::Py_NewRef(ffi::Py_None()) }
-        }
+        Ok(Ok(obj)) => obj.into_ptr(),
         Ok(Err(err)) => {
             err.restore(py);
             std::ptr::null_mut()
         }
         Err(_) => {
-            PySystemError::new_err("rose internal error in write()").restore(py);
+            PySystemError::new_err(format!("rose internal error in {name}()")).restore(py);
             std::ptr::null_mut()
         }
     }
 }
 
-/// Install `write` (see `transport_write`) on `cls`, whose instances keep their core in the
-/// slot `slot` describes (`_RoseTransport.__dict__['_core']`). False, and nothing installed,
-/// if `slot` is not an object slot of `cls`'s layout named `_core`: the caller then defines a
-/// plain `write`.
+/// `write(data)` (`METH_O`).
+///
+/// # Safety
+/// Called by CPython as a method of the class it was installed on (see `core_of`).
+unsafe extern "C" fn transport_write(slf: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: forwarded from CPython's call.
+    unsafe {
+        transport_method(slf, "write", |py, core| {
+            // SAFETY: the call's argument, alive for its duration.
+            let data = Borrowed::from_ptr(py, data);
+            StreamTransport::write(core, &data).map(|()| py.None())
+        })
+    }
+}
+
+macro_rules! transport_noargs {
+    ($fn_name:ident, $name:literal, |$py:ident, $core:ident| $body:expr) => {
+        /// `METH_NOARGS` method of the Python transport (see `transport_method`).
+        ///
+        /// # Safety
+        /// Called by CPython as a method of the class it was installed on (see `core_of`).
+        unsafe extern "C" fn $fn_name(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+            // SAFETY: forwarded from CPython's call.
+            unsafe { transport_method(slf, $name, |$py, $core| $body) }
+        }
+    };
+}
+
+transport_noargs!(transport_is_closing, "is_closing", |py, core| Ok(
+    pyo3::types::PyBool::new(py, core.get().is_closing(py))
+        .to_owned()
+        .into_any()
+        .unbind()
+));
+transport_noargs!(transport_is_reading, "is_reading", |py, core| Ok(
+    pyo3::types::PyBool::new(py, core.get().is_reading(py))
+        .to_owned()
+        .into_any()
+        .unbind()
+));
+transport_noargs!(transport_get_write_buffer_size, "get_write_buffer_size", |py, core| Ok(
+    core.get()
+        .get_write_buffer_size(py)
+        .into_pyobject(py)?
+        .into_any()
+        .unbind()
+));
+transport_noargs!(transport_get_protocol, "get_protocol", |py, core| Ok(core
+    .get()
+    .get_protocol(py)
+    .unwrap_or_else(|| py.None())));
+
+/// The methods `_install_transport_methods` installs: name, function, flags, docstring (with a
+/// text signature, which `inspect.signature` reads).
+const TRANSPORT_METHODS: [(
+    &std::ffi::CStr,
+    ffi::PyMethodDefPointer,
+    std::ffi::c_int,
+    &std::ffi::CStr,
+); 5] = [
+    (
+        c"write",
+        ffi::PyMethodDefPointer {
+            PyCFunction: transport_write,
+        },
+        ffi::METH_O,
+        c"write($self, data, /)\n--\n\nWrite bytes-like data (sent at once if nothing is buffered).",
+    ),
+    (
+        c"is_closing",
+        ffi::PyMethodDefPointer {
+            PyCFunction: transport_is_closing,
+        },
+        ffi::METH_NOARGS,
+        c"is_closing($self, /)\n--\n\nReturn True if the transport is closing or closed.",
+    ),
+    (
+        c"is_reading",
+        ffi::PyMethodDefPointer {
+            PyCFunction: transport_is_reading,
+        },
+        ffi::METH_NOARGS,
+        c"is_reading($self, /)\n--\n\nReturn True if the transport is receiving.",
+    ),
+    (
+        c"get_write_buffer_size",
+        ffi::PyMethodDefPointer {
+            PyCFunction: transport_get_write_buffer_size,
+        },
+        ffi::METH_NOARGS,
+        c"get_write_buffer_size($self, /)\n--\n\nReturn the current size of the write buffer.",
+    ),
+    (
+        c"get_protocol",
+        ffi::PyMethodDefPointer {
+            PyCFunction: transport_get_protocol,
+        },
+        ffi::METH_NOARGS,
+        c"get_protocol($self, /)\n--\n\nReturn the current protocol.",
+    ),
+];
+
+/// Install the core's hot methods on `cls` (rose's stream transport class) as methods of the
+/// class, as a C type's are: `write`, `is_closing`, `is_reading`, `get_write_buffer_size` and
+/// `get_protocol` call the core in the transport's `_core` slot (described by `slot`,
+/// `_RoseTransport.__dict__['_core']`) with no Python frame, no bound method kept per
+/// connection and no attribute lookup per call. False, and nothing installed, if `slot` is not
+/// an object slot named `_core` of `cls`'s layout: the caller then defines them in Python.
 #[pyfunction]
-pub fn _install_transport_write(py: Python<'_>, cls: &Bound<'_, PyType>, slot: &Bound<'_, PyAny>) -> PyResult<bool> {
+pub fn _install_transport_methods(py: Python<'_>, cls: &Bound<'_, PyType>, slot: &Bound<'_, PyAny>) -> PyResult<bool> {
     let member_type = py
         .import(intern!(py, "types"))?
         .getattr(intern!(py, "MemberDescriptorType"))?;
@@ -821,18 +931,18 @@ pub fn _install_transport_write(py: Python<'_>, cls: &Bound<'_, PyType>, slot: &
         return Ok(false);
     }
     CORE_OFFSET.store(offset, Ordering::Relaxed);
-    // The definition must outlive the descriptor: leak it (one per process).
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"write".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: transport_write,
-        },
-        ml_flags: ffi::METH_O,
-        ml_doc: c"write($self, data, /)\n--\n\nWrite bytes-like data to the transport (sent at once if nothing is buffered).".as_ptr(),
-    }));
-    // SAFETY: `cls` is a live type object and `def` lives forever.
-    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def)) }?;
-    cls.setattr(intern!(py, "write"), descr)?;
+    for (name, meth, flags, doc) in TRANSPORT_METHODS {
+        // The definition must outlive the descriptor: leak it (five per process).
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: meth,
+            ml_flags: flags,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: `cls` is a live type object and `def` lives forever.
+        let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def)) }?;
+        cls.setattr(name.to_str().expect("ascii"), descr)?;
+    }
     Ok(true)
 }
 

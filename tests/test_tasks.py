@@ -20,6 +20,21 @@ def test_create_future(loop):
     assert loop.run_until_complete(fut) == "value"
 
 
+def test_create_future_uses_the_future_class_of_asyncio_futures(loop, monkeypatch):
+    """asyncio's create_future() looks `futures.Future` up at each call: a patched class (as
+    some test helpers install) is what it makes."""
+
+    class MyFuture(asyncio.Future):
+        pass
+
+    monkeypatch.setattr(asyncio.futures, "Future", MyFuture)
+    fut = loop.create_future()
+    assert type(fut) is MyFuture
+    assert fut.get_loop() is loop
+    monkeypatch.undo()
+    assert type(loop.create_future()) is asyncio.Future
+
+
 def test_create_task(loop):
     async def main():
         await asyncio.sleep(0)

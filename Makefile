@@ -31,7 +31,7 @@ SID = while mountpoint -q /opt/sid$(UP) && [ "$$(stat -c %d:%i $(UP))" != "$$(st
 extra = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))")
 
 .PHONY: help install dev release check test $(addprefix test-,$(PYTHONS)) test-rust test-python \
-	test-debug pyo3-async-ext integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-udp bench-rss bench-tls bench-dns bench-bridge lint \
+	test-debug pyo3-async-ext integration services reliability fuzz soak tulip tulip-stdlib wheels bench bench-echo bench-http bench-http-profile bench-udp bench-rss bench-tls bench-dns bench-bridge lint \
 	stubtest dev-deps clean
 
 help:  ## list the targets
@@ -166,6 +166,12 @@ bench-http: release  ## HTTP hello world (uvicorn+httptools, aiohttp, a raw Prot
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) -m pip install -q uvloop rloop uvicorn httptools aiohttp
 	$(PYTHON) benchmarks/http.py
+
+bench-http-profile: release  ## instructions per HTTP request by shared object (callgrind): rose and uvloop on http.py's servers
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	$(PYTHON) -m pip install -q uvloop uvicorn httptools aiohttp
+	$(PYTHON) benchmarks/profile_http.py
 
 bench-udp: release  ## UDP echo and subprocess spawn round trips, the four loops side by side
 	$(PYTHON) -m pip install -q uvloop rloop

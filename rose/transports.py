@@ -55,8 +55,11 @@ class _RoseTransport(transports._FlowControlMixin):
 
     # _FlowControlMixin as a base because asyncio's sendfile fallback insists on it; its state
     # (`_protocol_paused`, the watermarks) lives in the core. Few slots: an idle connection
-    # costs memory per slot.
-    __slots__ = ("_core", "_sockobj", "_server", "_sockname", "__weakref__")
+    # costs memory per slot. `__dict__` as asyncio's transports have one: code may set its own
+    # attributes, or patch a method on one transport (`mock.patch.object(transport, "write")`,
+    # as CPython's test_ssl does); the dict is made only then, and an instance attribute of
+    # that name wins over the class's method, as it would on asyncio's.
+    __slots__ = ("_core", "_sockobj", "_server", "_sockname", "__weakref__", "__dict__")
 
     def _setup(self, loop, sock, extra, server):
         # asyncio fills `_extra` at once with a TransportSocket, sockname and peername. rose

@@ -309,3 +309,47 @@ def test_write_is_a_method_of_the_transport_class(loop):
             await server.wait_closed()
 
     run(loop, main())
+
+
+def test_a_transports_method_can_be_patched_on_the_instance(loop):
+    """asyncio's transports take attributes of their own: a method patched on one transport
+    (CPython's test_ssl wraps `write` with mock.patch.object) is what callers get, and the
+    class's comes back when the patch is undone."""
+    from unittest import mock
+
+    made = []
+
+    class P(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.lost = asyncio.get_running_loop().create_future()
+            made.append((self, transport))
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        server, addr = await tcp_server(loop, P)
+        client = socket.create_connection(addr, timeout=TIMEOUT)
+        try:
+            while not made:
+                await asyncio.sleep(0.01)
+            proto, tr = made[0]
+            with mock.patch.object(tr, "write", wraps=tr.write) as patched:
+                tr.write(b"through the mock")
+                assert patched.call_count == 1
+            assert not isinstance(tr.write, mock.Mock)
+            tr.write(b"!")
+            tr.custom = "mine"  # an attribute of the caller's own
+            assert tr.custom == "mine"
+            got = b""
+            while len(got) < 17:
+                got += await loop.run_in_executor(None, client.recv, 100)
+            assert got == b"through the mock!"
+            tr.close()
+            await proto.lost
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    run(loop, main())

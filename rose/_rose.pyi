@@ -13,9 +13,9 @@ __all__ = [
     "EventLoop",
     "Handle",
     "SockOp",
-    "StreamTransport",
     "TimerHandle",
     "_SelectorDatagramTransport",
+    "_SelectorSocketTransport",
     "_HISTOGRAM_BOUNDS_NS",
     "_accept",
     "_after_fork_child",
@@ -181,12 +181,12 @@ def _install_fast_methods(cls: type[EventLoop], qualnames: tuple[str, str, str, 
 
 def _install_transport_methods(cls: type, slot: Any) -> bool:
     """Put `write`, `is_closing`, `is_reading`, `get_write_buffer_size` and `get_protocol` on
-    `cls` (rose's stream transport class): method descriptors that call the `StreamTransport`
+    `cls` (rose's stream transport class): method descriptors that call the `_SelectorSocketTransport`
     in the slot `slot` describes (`_RoseTransport.__dict__['_core']`). False, and nothing
     installed, if `slot` is not such a slot."""
 
 @final
-class StreamTransport:
+class _SelectorSocketTransport:
     """The I/O core of `rose.transports._SelectorSocketTransport` (TCP and Unix streams)."""
 
     def __new__(
@@ -196,7 +196,7 @@ class StreamTransport:
         protocol: Any,
         buffered: bool,
         context: contextvars.Context | None = None,
-    ) -> StreamTransport:
+    ) -> _SelectorSocketTransport:
         """With an `AcceptedSocket`, the core takes its fd and peer address over: no socket
         object until `_make_socket`."""
     def _make_socket(self) -> socket.socket:

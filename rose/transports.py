@@ -3,7 +3,7 @@ runs in Rust.
 
 `_SelectorSocketTransport` (TCP and Unix streams) and `_SelectorDatagramTransport` carry
 asyncio's names, so reprs and logs read the same, and keep asyncio's semantics. Each owns a
-Rust core (`rose._rose.StreamTransport`, `rose._rose._SelectorDatagramTransport`) that does
+Rust core (`rose._rose._SelectorSocketTransport`, `rose._rose._SelectorDatagramTransport`) that does
 the hot work — reading into `bytes` or into a `BufferedProtocol`'s buffer, `write()`/`sendto()`
 with an immediate send and a buffer flushed later, flow control, the close state machine. The
 instance hands the core's `write`/`sendto` out directly (a slot holding the bound method), so
@@ -341,7 +341,7 @@ class _SelectorDatagramTransport(_RoseTransport, transports.DatagramTransport):
 
 class _SelectorSocketTransport(_RoseTransport, transports.Transport):
     """rose's stream transport for TCP and Unix sockets; its I/O core is
-    `rose._rose.StreamTransport` (src/stream.rs). `write` and the other hot methods are the
+    `rose._rose._SelectorSocketTransport` (src/stream.rs). `write` and the other hot methods are the
     core's (installed below)."""
 
     __slots__ = ()
@@ -355,7 +355,7 @@ class _SelectorSocketTransport(_RoseTransport, transports.Transport):
         self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None
     ):
         self._setup(loop, sock, extra, server)
-        core = _rose.StreamTransport(
+        core = _rose._SelectorSocketTransport(
             loop,
             sock,
             protocol,

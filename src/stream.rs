@@ -8,11 +8,17 @@
 //! directly. Slow and rare paths stay in Python there, where asyncio's own formatting and logging
 //! are at hand: `_fatal_error`, EOF handling, `_call_connection_lost`, the repr.
 //!
-//! Readiness comes from the loop's level-triggered selector: a watch handle (like
-//! `add_reader`'s) exists only while the fd is registered, so nothing here keeps the transport
-//! alive once it stops reading and writing. `pause_reading()` costs no syscall: the fd stays
-//! registered and is dropped from the selector only if data arrives while paused;
-//! `resume_reading()` then registers it again.
+//! Readiness comes from the loop's level-triggered selector, with the core itself as the
+//! watcher (no handle: see transport.rs), registered only while the fd is watched, so nothing
+//! here keeps the transport alive once it stops reading and writing. `pause_reading()` costs no
+//! syscall: the fd stays registered and is dropped from the selector only if data arrives while
+//! paused; `resume_reading()` then registers it again.
+//!
+//! An idle connection's memory is mostly this core and its Python transport (see
+//! benchmarks/idle_rss.py): what only a buffering connection needs is boxed (`Outgoing`), the
+//! peer's address is kept raw (`RawAddr`), and the hot methods of the Python transport are
+//! installed as methods of its class (`_install_transport_methods`), not bound methods kept per
+//! connection.
 //!
 //! State lives in one `GilCell`; no borrow is held across a call into Python.
 
@@ -112,7 +118,10 @@ impl CoreState for State {
     }
 }
 
-#[pyclass(frozen, module = "rose._rose")]
+/// Python sees it by asyncio's class name (`rose._rose._SelectorSocketTransport`), so that a
+/// watch it runs is named as asyncio names its reader: "<Handle
+/// _SelectorSocketTransport._read_ready()>" in debug mode's slow-callback warnings.
+#[pyclass(frozen, name = "_SelectorSocketTransport", module = "rose._rose")]
 pub struct StreamTransport {
     event_loop: Py<EventLoop>,
     /// The peer's address as the connection began (asyncio's `peername`, converted when asked).

@@ -1,5 +1,12 @@
 //! What rose's transports (stream: `stream.rs`, datagram: `udp.rs`) share: buffer views of
-//! Python objects, errno classification, and the calls back into the Python transport object.
+//! Python objects, errno classification, the calls back into the Python transport object, and
+//! the close/pause/flow state machine of asyncio's `_SelectorTransport`.
+//!
+//! A core watches its own fd: it is the selector's watcher (`Watch::Core`, see selector.rs),
+//! with the context its reader and writer run in kept in `Common` (what asyncio's watch handle
+//! would hold); an event runs the core's `on_ready` through `core_ready` only if the core still
+//! watches that direction. A core also keeps `loop._transports`' entry of its transport
+//! (entered in `set_transport`, left before the core lets the transport go).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;

@@ -353,3 +353,51 @@ def test_a_transports_method_can_be_patched_on_the_instance(loop):
             await server.wait_closed()
 
     run(loop, main())
+
+
+def test_a_slow_read_is_reported_as_the_transports_reader(loop, caplog):
+    """Debug mode's slow-callback warning names a connection's reader as asyncio's does:
+    `Executing <Handle _SelectorSocketTransport._read_ready() ...> took ... seconds`."""
+    import logging
+    import re
+    import time
+
+    made = []
+
+    class Slow(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.lost = asyncio.get_running_loop().create_future()
+            self.got = asyncio.get_running_loop().create_future()
+            made.append((self, transport))
+
+        def data_received(self, data):
+            time.sleep(0.06)
+            self.got.set_result(data)
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+
+    async def main():
+        server, addr = await tcp_server(loop, Slow)
+        client = socket.create_connection(addr, timeout=TIMEOUT)
+        try:
+            while not made:
+                await asyncio.sleep(0.01)
+            proto, tr = made[0]
+            client.sendall(b"x")
+            await proto.got
+            tr.close()
+            await proto.lost
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        run(loop, main())
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Executing")]
+    pattern = r"Executing <Handle _SelectorSocketTransport\._read_ready\(\)( created at .*)?> took 0\.\d{3} seconds$"
+    assert any(re.match(pattern, m) for m in messages), messages

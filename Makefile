@@ -163,13 +163,13 @@ bench-echo: release  ## echo servers (protocol, streams, sock_*) under the Rust 
 	$(PYTHON) benchmarks/echo.py
 
 bench-http: release  ## HTTP hello world (uvicorn+httptools, aiohttp, a raw Protocol server) under wrk, the four loops side by side
-	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	command -v wrk >/dev/null || { apt-get -o Acquire::Check-Valid-Until=false update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) -m pip install -q uvloop rloop uvicorn httptools aiohttp
 	$(PYTHON) benchmarks/http.py
 
 bench-http-profile: release  ## instructions per HTTP request by shared object (callgrind): rose and uvloop on http.py's servers
-	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	command -v wrk >/dev/null || { apt-get -o Acquire::Check-Valid-Until=false update -qq && apt-get install -y -qq wrk; }
+	command -v valgrind >/dev/null || { apt-get -o Acquire::Check-Valid-Until=false update -qq && apt-get install -y -qq valgrind; }
 	$(PYTHON) -m pip install -q uvloop uvicorn httptools aiohttp
 	$(PYTHON) benchmarks/profile_http.py
 
@@ -186,7 +186,7 @@ bench-tls: release  ## TLS echo at 1 KiB (asyncio, uvloop, rose; rloop has no TL
 	$(PYTHON) benchmarks/tls_echo.py
 
 bench-dns: release  ## 1000 concurrent getaddrinfo against a local dnsmasq, and a cached one: asyncio, uvloop, aiodns (aiohttp's AsyncResolver), rose
-	[ -x /usr/sbin/dnsmasq ] || { apt-get update -qq && apt-get install -y -qq --no-install-recommends dnsmasq-base; }
+	[ -x /usr/sbin/dnsmasq ] || { apt-get -o Acquire::Check-Valid-Until=false update -qq && apt-get install -y -qq --no-install-recommends dnsmasq-base; }
 	$(PYTHON) -m pip install -q uvloop aiohttp aiodns
 	$(PYTHON) benchmarks/dns.py
 

@@ -67,8 +67,7 @@ class Server(base_events.Server):
     def _rose_clients(self):
         # The connections this server accepted and that are still open: every rose transport
         # knows its server until connection_lost (no per-connection bookkeeping here).
-        transports = list(self._loop._transports.values())
-        return [t for t in transports if getattr(t, "_server", None) is self]
+        return _server_transports(self._loop, self)
 
     def close_clients(self):
         """Close every connection accepted by this server (`transport.close()`)."""
@@ -81,11 +80,64 @@ class Server(base_events.Server):
             transport.abort()
 
 
+def _server_transports(loop, server):
+    """The open rose transports of `server` (every rose transport is in `loop._transports`
+    from its making until connection_lost, and names its server until then)."""
+    return [t for t in loop._transports.values() if getattr(t, "_server", None) is server]
+
+
+class _ServerClients:
+    """`Server._clients` of asyncio 3.13+ (a WeakSet of the server's transports, which
+    `_attach`/`_detach`, `close_clients()`, `abort_clients()` and `wait_closed()` use), for a
+    rose server: a count, with the transports themselves read from the loop's transport table
+    when asked for. asyncio's WeakSet costs a weak reference and a set entry per connection
+    (about 100 bytes); this costs nothing per connection. A transport leaves at
+    connection_lost, or when it is collected unclosed (its `__del__` detaches it)."""
+
+    __slots__ = ("_loop", "_server", "_count", "_others")
+
+    def __init__(self, loop, server, current):
+        self._loop = loop
+        self._server = weakref.ref(server)
+        self._count = 0
+        self._others = None  # transports that are not rose's (none attach today)
+        for transport in current:
+            self.add(transport)
+
+    def add(self, transport):
+        if isinstance(transport, _transports._RoseTransport):
+            self._count += 1
+        else:
+            if self._others is None:
+                self._others = weakref.WeakSet()
+            self._others.add(transport)
+
+    def discard(self, transport):
+        if isinstance(transport, _transports._RoseTransport):
+            self._count = max(self._count - 1, 0)
+        elif self._others is not None:
+            self._others.discard(transport)
+
+    def __len__(self):
+        return self._count + (len(self._others) if self._others is not None else 0)
+
+    def copy(self):
+        server = self._server()
+        found = _server_transports(self._loop, server) if server is not None else []
+        return found + (list(self._others) if self._others is not None else [])
+
+    def __iter__(self):
+        return iter(self.copy())
+
+
 def _as_rose_server(server):
     # asyncio's create_server builds a base_events.Server; rose's adds methods only, and only
-    # where asyncio's own Server does not have them (3.13+ tracks its clients itself).
+    # where asyncio's own Server does not have them; where asyncio's tracks its connections
+    # (3.13+), their set is rose's count (a connection may have come in already).
     if not _compat.SERVER_HAS_CLOSE_CLIENTS:
         server.__class__ = Server
+    elif _compat.SERVER_TRACKS_TRANSPORTS:
+        server._clients = _ServerClients(server._loop, server, list(server._clients))
     return server
 
 

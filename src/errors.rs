@@ -6,7 +6,8 @@
 //! exception-handler context of a failing callback, the slow-callback warning) is done by
 //! `rose/_helpers.py`, which uses asyncio's own formatting helpers.
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PySystemError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
@@ -51,4 +52,21 @@ pub fn io_error(err: std::io::Error) -> PyErr {
 /// The errno of the last failed libc call.
 pub fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// What a raw C entry point (a `PyMethodDef` of rose's own: fastcall.rs, stream.rs) returns
+/// for `f`'s outcome: a new reference, or NULL with the exception set; a panic, which would be
+/// a bug in rose, becomes a SystemError naming the method instead of unwinding into CPython.
+pub fn c_entry(py: Python<'_>, name: &str, f: impl FnOnce() -> PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(obj)) => obj.into_ptr(),
+        Ok(Err(err)) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            PySystemError::new_err(format!("rose internal error in {name}()")).restore(py);
+            std::ptr::null_mut()
+        }
+    }
 }

@@ -11,14 +11,14 @@
 //! Measured with callgrind (`call_soon` chain): ~200 instructions less per callback.
 
 use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PySystemError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{ffi, Borrowed};
 
+use crate::errors::c_entry;
 use crate::event_loop::EventLoop;
 
 /// What argument errors call the four methods (see `Kind::qualname`).
@@ -181,21 +181,10 @@ unsafe fn entry(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls method implementations with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: forwarded from our caller's contract.
-    let result = catch_unwind(AssertUnwindSafe(|| unsafe {
-        dispatch(py, kind, slf, args, nargsf, kwnames)
-    }));
-    match result {
-        Ok(Ok(obj)) => obj.into_ptr(),
-        Ok(Err(err)) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            PySystemError::new_err(format!("rose internal error in {}()", kind.name())).restore(py);
-            std::ptr::null_mut()
-        }
-    }
+    c_entry(py, kind.name(), || {
+        // SAFETY: forwarded from our caller's contract.
+        unsafe { dispatch(py, kind, slf, args, nargsf, kwnames) }.map(Bound::unbind)
+    })
 }
 
 macro_rules! entry_point {

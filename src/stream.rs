@@ -24,10 +24,9 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PySystemError};
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -35,7 +34,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 use pyo3::Borrowed;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::errors::{last_errno, os_error};
+use crate::errors::{c_entry, last_errno, os_error};
 use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::server::{sockname, AcceptedSocket};
@@ -786,22 +785,11 @@ unsafe fn transport_method(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+    c_entry(py, name, || {
         // SAFETY: forwarded from the caller's contract.
         let core = unsafe { core_of(py, slf) }?;
         f(py, &core)
-    }));
-    match result {
-        Ok(Ok(obj)) => obj.into_ptr(),
-        Ok(Err(err)) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            PySystemError::new_err(format!("rose internal error in {name}()")).restore(py);
-            std::ptr::null_mut()
-        }
-    }
+    })
 }
 
 /// `write(data)` (`METH_O`).

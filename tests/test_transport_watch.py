@@ -12,6 +12,7 @@ method.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import selectors
 import socket
@@ -59,6 +60,37 @@ class Recording(asyncio.Protocol):
 async def tcp_server(loop, factory):
     server = await loop.create_server(factory, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[:2]
+
+
+class Accepted(asyncio.Protocol):
+    """The server side of one connection: its transport, and connection_lost as a future."""
+
+    def __init__(self, made):
+        self.made = made
+        self.lost = made.get_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.made.set_result(self)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+@contextlib.asynccontextmanager
+async def one_connection(loop, protocol=Accepted):
+    """(server-side protocol, its transport, the blocking client socket) of one TCP connection
+    to a fresh server; the client and the server are closed on exit."""
+    made = loop.create_future()
+    server, addr = await tcp_server(loop, lambda: protocol(made))
+    client = socket.create_connection(addr, timeout=TIMEOUT)
+    try:
+        proto = await made
+        yield proto, proto.transport, client
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
 
 
 def test_callbacks_run_in_the_connections_own_context(loop):
@@ -154,24 +186,10 @@ def test_a_read_queued_for_a_transport_closed_meanwhile_does_not_run(loop):
 def test_transports_map_and_selector_view(loop):
     """What asyncio code reads: `loop._transports[fd]` is the transport while it is open (so
     `add_reader` on its fd is refused), and `loop._selector.get_key(fd)` shows it reading."""
-    made = []
-
-    class P(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.lost = asyncio.get_running_loop().create_future()
-            made.append((self, transport))
-
-        def connection_lost(self, exc):
-            self.lost.set_result(exc)
 
     async def main():
-        server, addr = await tcp_server(loop, P)
-        client = socket.create_connection(addr, timeout=TIMEOUT)
-        try:
-            while not made:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
-            proto, tr = made[0]
+        async with one_connection(loop) as (proto, tr, client):
+            await asyncio.sleep(0.05)  # reading
             fd = tr.get_extra_info("socket").fileno()
             assert loop._transports[fd] is tr
             assert fd in loop._transports
@@ -190,10 +208,6 @@ def test_transports_map_and_selector_view(loop):
             # closed: no longer a transport's fd (asyncio's map may keep it, closing)
             other = loop._transports.get(fd)
             assert other is None or other.is_closing()
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     run(loop, main())
 
@@ -201,23 +215,9 @@ def test_transports_map_and_selector_view(loop):
 def test_extra_info_of_an_accepted_connection_is_stable(loop):
     """The names and the socket a transport gives: the same objects each time, and after
     close the socket is the closed one, the names as they were."""
-    made = []
-
-    class P(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.lost = asyncio.get_running_loop().create_future()
-            made.append((self, transport))
-
-        def connection_lost(self, exc):
-            self.lost.set_result(exc)
 
     async def main():
-        server, addr = await tcp_server(loop, P)
-        client = socket.create_connection(addr, timeout=TIMEOUT)
-        try:
-            while not made:
-                await asyncio.sleep(0.01)
-            proto, tr = made[0]
+        async with one_connection(loop) as (proto, tr, client):
             sock = tr.get_extra_info("socket")
             assert tr.get_extra_info("socket") is sock
             assert tr.get_extra_info("peername") == client.getsockname()
@@ -232,10 +232,6 @@ def test_extra_info_of_an_accepted_connection_is_stable(loop):
             assert sock.fileno() == -1
             assert tr.get_extra_info("peername") == client.getsockname()
             assert tr.get_extra_info("sockname") == client.getpeername()
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     run(loop, main())
 
@@ -267,23 +263,9 @@ def test_extra_given_to_a_transport_is_kept(loop):
 def test_write_is_a_method_of_the_transport_class(loop):
     """`write` works bound and unbound, refuses what is not bytes-like with asyncio's error,
     and reaches the peer; the transport's other hot methods answer as asyncio's."""
-    made = []
-
-    class P(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.lost = asyncio.get_running_loop().create_future()
-            made.append((self, transport))
-
-        def connection_lost(self, exc):
-            self.lost.set_result(exc)
 
     async def main():
-        server, addr = await tcp_server(loop, P)
-        client = socket.create_connection(addr, timeout=TIMEOUT)
-        try:
-            while not made:
-                await asyncio.sleep(0.01)
-            proto, tr = made[0]
+        async with one_connection(loop) as (proto, tr, client):
             tr.write(b"one,")
             type(tr).write(tr, bytearray(b"two,"))
             write = tr.write
@@ -303,10 +285,6 @@ def test_write_is_a_method_of_the_transport_class(loop):
             assert tr.is_reading() is False
             await proto.lost
             assert tr.get_protocol() is None  # asyncio lets the protocol go
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     run(loop, main())
 
@@ -317,23 +295,8 @@ def test_a_transports_method_can_be_patched_on_the_instance(loop):
     class's comes back when the patch is undone."""
     from unittest import mock
 
-    made = []
-
-    class P(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.lost = asyncio.get_running_loop().create_future()
-            made.append((self, transport))
-
-        def connection_lost(self, exc):
-            self.lost.set_result(exc)
-
     async def main():
-        server, addr = await tcp_server(loop, P)
-        client = socket.create_connection(addr, timeout=TIMEOUT)
-        try:
-            while not made:
-                await asyncio.sleep(0.01)
-            proto, tr = made[0]
+        async with one_connection(loop) as (proto, tr, client):
             with mock.patch.object(tr, "write", wraps=tr.write) as patched:
                 tr.write(b"through the mock")
                 assert patched.call_count == 1
@@ -347,10 +310,6 @@ def test_a_transports_method_can_be_patched_on_the_instance(loop):
             assert got == b"through the mock!"
             tr.close()
             await proto.lost
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     run(loop, main())
 
@@ -362,39 +321,21 @@ def test_a_slow_read_is_reported_as_the_transports_reader(loop, caplog):
     import re
     import time
 
-    made = []
-
-    class Slow(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.lost = asyncio.get_running_loop().create_future()
-            self.got = asyncio.get_running_loop().create_future()
-            made.append((self, transport))
-
+    class Slow(Accepted):
         def data_received(self, data):
             time.sleep(0.06)
             self.got.set_result(data)
-
-        def connection_lost(self, exc):
-            self.lost.set_result(exc)
 
     loop.set_debug(True)
     loop.slow_callback_duration = 0.05
 
     async def main():
-        server, addr = await tcp_server(loop, Slow)
-        client = socket.create_connection(addr, timeout=TIMEOUT)
-        try:
-            while not made:
-                await asyncio.sleep(0.01)
-            proto, tr = made[0]
+        async with one_connection(loop, Slow) as (proto, tr, client):
+            proto.got = loop.create_future()
             client.sendall(b"x")
             await proto.got
             tr.close()
             await proto.lost
-        finally:
-            client.close()
-            server.close()
-            await server.wait_closed()
 
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         run(loop, main())

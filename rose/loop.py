@@ -290,9 +290,17 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             f"closed={self.is_closed()} debug={self.get_debug()}>"
         )
 
+    # class attributes outlive module teardown (see close)
+    _is_finalizing = staticmethod(sys.is_finalizing)
+    _print_stats_on_close = staticmethod(_metrics._print_stats_on_close)
+
     def __del__(self, _warn=warnings.warn):
         if not self.is_closed():
-            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            # At interpreter exit asyncio's loop, kept alive by its own reference cycles, is
+            # not collected in time to warn (and 3.14's warnings then ignore the filters):
+            # rose's, freed as module teardown drops it, closes as quietly.
+            if not self._is_finalizing():
+                _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
             if not self.is_running():
                 self.close()
 
@@ -361,8 +369,12 @@ class Loop(_rose.EventLoop, asyncio.AbstractEventLoop):
             return
         if self._debug:
             logger.debug("Close %r", self)
-        _metrics._print_stats_on_close(self)
-        if sys.is_finalizing():
+        # At interpreter exit an unclosed loop kept in a module global is closed by __del__,
+        # perhaps after module teardown has set the globals of this module (and of sys) to
+        # None: asyncio's close stays quiet there, and so does this one.
+        finalizing = self._is_finalizing()
+        self._print_stats_on_close(self)
+        if finalizing:
             for sig in list(self._signal_handlers):
                 self._signal_handlers.pop(sig).cancel()
         else:

@@ -291,7 +291,11 @@ if os.environ.get(STATS_ENV) or os.environ.get(TIMING_ENV, "") not in ("", "0"):
 
 
 def _print_stats_on_close(loop: Any) -> None:
-    if not os.environ.get(STATS_ENV):
+    try:
+        wanted = os.environ.get(STATS_ENV)
+    except AttributeError:  # module teardown at interpreter exit (os is None): say nothing
+        return
+    if not wanted:
         return
     try:
         text = format_stats(snapshot(loop))

@@ -18,6 +18,8 @@ import weakref
 
 import pytest
 
+from conftest import run_child
+
 
 class Owner:
     """Holds the handle of a callback bound to itself: obj -> handle -> bound method -> obj."""
@@ -143,6 +145,19 @@ def test_unclosed_loop_watching_an_fd_is_collected(loop_factory):
     finally:
         a.close()
         b.close()
+
+
+def test_unclosed_loop_in_a_global_at_interpreter_exit_is_quiet(impl):
+    # The loop lives in a module global until interpreter exit, so `__del__` closes it while
+    # module teardown sets globals to None: asyncio's close copes, and prints nothing.
+    body = """
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(asyncio.sleep(0))
+        print("ran")
+    """
+    result = run_child(impl, body)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ran\n", "")
 
 
 # -- the contexts handles copy --------------------------------------------------------------
